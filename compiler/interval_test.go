@@ -264,7 +264,7 @@ func TestNamedPortSetChanges(t *testing.T) {
 }
 
 func TestPortRanges(t *testing.T) {
-	got := portRanges([]policy.PortRange{{First: 80, Last: 80}, {First: 81, Last: 90}, {First: 100, Last: 100}, {First: 95, Last: 99}, {First: 443, Last: 443}, {First: 85, Last: 86}, {First: 65535, Last: 65535}})
+	got := policy.MergePortRanges([]policy.PortRange{{First: 80, Last: 80}, {First: 81, Last: 90}, {First: 100, Last: 100}, {First: 95, Last: 99}, {First: 443, Last: 443}, {First: 85, Last: 86}, {First: 65535, Last: 65535}})
 	want := []policy.PortRange{{First: 80, Last: 90}, {First: 95, Last: 100}, {First: 443, Last: 443}, {First: 65535, Last: 65535}}
 	if !slices.Equal(got, want) {
 		t.Errorf("portRanges = %v, want %v", got, want)

@@ -309,10 +309,10 @@ func (r *renderer) portMatches(ms []ir.Match, s side, a portAlt, proto policy.Pr
 	if proto.HasPorts() {
 		p = uint8(proto)
 	}
-	if rs := portRanges(a.ports); len(rs) > 0 {
+	if rs := policy.MergePortRanges(a.ports); len(rs) > 0 {
 		ms = append(ms, ir.MatchPort{Field: f, Proto: p, Ranges: rs})
 	}
-	if rs := portRanges(s.peer.NotPorts); len(rs) > 0 {
+	if rs := policy.MergePortRanges(s.peer.NotPorts); len(rs) > 0 {
 		ms = append(ms, ir.MatchPort{Field: f, Proto: p, Ranges: rs, Negate: true})
 	}
 	if len(a.named) > 0 {
@@ -360,34 +360,4 @@ func namedPortsString(ps []policy.NamedPort) string {
 		parts[i] = p.Name + "/" + p.Protocol.String()
 	}
 	return strings.Join(parts, ",")
-}
-
-// portRanges sorts and merges port ranges (overlapping or adjacent ones join).
-func portRanges(in []policy.PortRange) []policy.PortRange {
-	if len(in) == 0 {
-		return nil
-	}
-	rs := make([]policy.PortRange, 0, len(in))
-	for _, p := range in {
-		if p.First > p.Last {
-			p.First, p.Last = p.Last, p.First
-		}
-		rs = append(rs, p)
-	}
-	slices.SortFunc(rs, func(a, b policy.PortRange) int {
-		if a.First != b.First {
-			return int(a.First) - int(b.First)
-		}
-		return int(a.Last) - int(b.Last)
-	})
-	out := rs[:1]
-	for _, p := range rs[1:] {
-		last := &out[len(out)-1]
-		if uint32(p.First) <= uint32(last.Last)+1 {
-			last.Last = max(last.Last, p.Last)
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"math/rand/v2"
 	"reflect"
+	"sort"
 	"testing"
 
 	"github.com/tabbynet/tabby/compiler"
@@ -24,44 +25,39 @@ func diffModels(prev, next *policy.Model) []event {
 	if prev == nil {
 		prev = &policy.Model{}
 	}
-	oldPol := map[policy.Ref]policy.Policy{}
-	for _, p := range prev.Policies {
-		oldPol[p.Ref] = p
+	evs = append(evs, diffBy(prev.Policies, next.Policies, func(p policy.Policy) policy.Ref { return p.Ref },
+		func(p policy.Policy) event { return func(e *compiler.Engine) { e.UpsertPolicy(p) } },
+		func(r policy.Ref) event { return func(e *compiler.Engine) { e.DeletePolicy(r) } })...)
+	evs = append(evs, diffBy(prev.Endpoints, next.Endpoints, func(ep policy.Endpoint) policy.Ref { return ep.Ref },
+		func(ep policy.Endpoint) event { return func(e *compiler.Engine) { e.UpsertEndpoint(ep) } },
+		func(r policy.Ref) event { return func(e *compiler.Engine) { e.DeleteEndpoint(r) } })...)
+	evs = append(evs, diffBy(prev.NetworkSets, next.NetworkSets, func(ns policy.NetworkSet) policy.Ref { return ns.Ref },
+		func(ns policy.NetworkSet) event { return func(e *compiler.Engine) { e.UpsertNetworkSet(ns) } },
+		func(r policy.Ref) event { return func(e *compiler.Engine) { e.DeleteNetworkSet(r) } })...)
+	return evs
+}
+
+// diffBy compares two lists of objects keyed by Ref: upserts for new or
+// changed objects (in next's order), deletes for vanished ones (sorted).
+func diffBy[T any](prev, next []T, ref func(T) policy.Ref, upsert func(T) event, del func(policy.Ref) event) []event {
+	old := map[policy.Ref]T{}
+	for _, o := range prev {
+		old[ref(o)] = o
 	}
-	for _, p := range next.Policies {
-		if old, ok := oldPol[p.Ref]; !ok || !reflect.DeepEqual(old, p) {
-			evs = append(evs, func(e *compiler.Engine) { e.UpsertPolicy(p) })
+	var evs []event
+	for _, o := range next {
+		if was, ok := old[ref(o)]; !ok || !reflect.DeepEqual(was, o) {
+			evs = append(evs, upsert(o))
 		}
-		delete(oldPol, p.Ref)
+		delete(old, ref(o))
 	}
-	for ref := range oldPol {
-		evs = append(evs, func(e *compiler.Engine) { e.DeletePolicy(ref) })
+	gone := make([]policy.Ref, 0, len(old))
+	for r := range old {
+		gone = append(gone, r)
 	}
-	oldEp := map[policy.Ref]policy.Endpoint{}
-	for _, ep := range prev.Endpoints {
-		oldEp[ep.Ref] = ep
-	}
-	for _, ep := range next.Endpoints {
-		if old, ok := oldEp[ep.Ref]; !ok || !reflect.DeepEqual(old, ep) {
-			evs = append(evs, func(e *compiler.Engine) { e.UpsertEndpoint(ep) })
-		}
-		delete(oldEp, ep.Ref)
-	}
-	for ref := range oldEp {
-		evs = append(evs, func(e *compiler.Engine) { e.DeleteEndpoint(ref) })
-	}
-	oldNs := map[policy.Ref]policy.NetworkSet{}
-	for _, ns := range prev.NetworkSets {
-		oldNs[ns.Ref] = ns
-	}
-	for _, ns := range next.NetworkSets {
-		if old, ok := oldNs[ns.Ref]; !ok || !reflect.DeepEqual(old, ns) {
-			evs = append(evs, func(e *compiler.Engine) { e.UpsertNetworkSet(ns) })
-		}
-		delete(oldNs, ns.Ref)
-	}
-	for ref := range oldNs {
-		evs = append(evs, func(e *compiler.Engine) { e.DeleteNetworkSet(ref) })
+	sort.Slice(gone, func(i, j int) bool { return gone[i].String() < gone[j].String() })
+	for _, r := range gone {
+		evs = append(evs, del(r))
 	}
 	return evs
 }

@@ -60,18 +60,26 @@ func (s portSet) groups() []portGroup {
 			out = append(out, portGroup{proto: g.proto, anyPort: true})
 			continue
 		}
-		out = append(out, portGroup{proto: g.proto, ranges: mergeRanges(g.ranges), named: sortNamed(g.named)})
+		out = append(out, portGroup{proto: g.proto, ranges: MergePortRanges(g.ranges), named: sortNamed(g.named)})
 	}
 	slices.SortFunc(out, func(a, b portGroup) int { return cmp.Compare(a.proto, b.proto) })
 	return out
 }
 
-// mergeRanges sorts ranges and merges overlapping or adjacent ones.
-func mergeRanges(rs []PortRange) []PortRange {
-	if len(rs) == 0 {
+// MergePortRanges returns ranges sorted, with reversed ones (First > Last)
+// turned round and overlapping or adjacent ones merged. The input is not
+// modified. The compiler uses it too, so there is one definition.
+func MergePortRanges(in []PortRange) []PortRange {
+	if len(in) == 0 {
 		return nil
 	}
-	rs = slices.Clone(rs)
+	rs := make([]PortRange, len(in))
+	for i, r := range in {
+		if r.First > r.Last {
+			r.First, r.Last = r.Last, r.First
+		}
+		rs[i] = r
+	}
 	slices.SortFunc(rs, func(a, b PortRange) int {
 		return cmp.Or(cmp.Compare(a.First, b.First), cmp.Compare(a.Last, b.Last))
 	})

@@ -29,9 +29,9 @@ type target struct {
 var targets = []target{
 	{"BenchmarkFullCompile", "ms/compile", 300, "full compile, 10k pods / 2k policies"},
 	{"BenchmarkFullCompile", "MiB-peak-heap", 150, "peak heap of a full compile"},
-	{"BenchmarkIncrementalPodLabelChange", "ms/op-median", 1, "one pod label change"},
-	{"BenchmarkIncrementalPolicyChange", "ms/op-median", 1, "one policy change"},
-	{"BenchmarkIncrementalPodAdd", "ms/op-median", 1, "one pod add"},
+	{"BenchmarkIncrementalPodLabelChange", "µs-p50", 1000, "one pod label change"},
+	{"BenchmarkIncrementalPolicyChange", "µs-p50", 1000, "one policy change"},
+	{"BenchmarkIncrementalPodAdd", "µs-p50", 1000, "one pod add"},
 }
 
 func main() {
@@ -129,7 +129,7 @@ func median(v []float64) float64 {
 }
 
 func printTable(w io.Writer, res map[key][]float64, order []key) int {
-	fmt.Fprintf(w, "%-48s %-16s %12s %12s %12s %5s  %s\n", "benchmark", "metric", "median", "min", "max", "runs", "target")
+	fmt.Fprintf(w, "%-48s %-18s %12s %12s %12s %5s  %s\n", "benchmark", "metric", "median", "min", "max", "runs", "target")
 	missed := 0
 	for _, k := range order {
 		v := res[k]
@@ -146,7 +146,19 @@ func printTable(w io.Writer, res map[key][]float64, order []key) int {
 				tgt = fmt.Sprintf("<= %g (%s): %s", t.max, t.what, status)
 			}
 		}
-		fmt.Fprintf(w, "%-48s %-16s %12.4g %12.4g %12.4g %5d  %s\n", k.bench, k.unit, median(v), s[0], s[len(s)-1], len(v), tgt)
+		fmt.Fprintf(w, "%-48s %-18s %12s %12s %12s %5d  %s\n", k.bench, k.unit, num(median(v)), num(s[0]), num(s[len(s)-1]), len(v), tgt)
 	}
 	return missed
+}
+
+// num prints a value readably: integers above 100 without decimals, smaller
+// values with three significant digits.
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
