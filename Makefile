@@ -36,6 +36,7 @@ lint: $(STATICCHECK)
 fuzz:
 	$(GO) test ./selectors -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzDecodeDocument$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzMergePrefixes$$' -fuzztime $(FUZZTIME)
 
 # Benchmarks with a summary table (medians of several runs).
 bench: build

@@ -120,7 +120,17 @@ func churn(m *policy.Model, rng *rand.Rand) []event {
 	apps := appsByNamespace(m)
 	for i := 0; i < len(m.Endpoints); i++ {
 		ep := m.Endpoints[rng.IntN(len(m.Endpoints))]
-		switch rng.IntN(6) {
+		switch rng.IntN(7) {
+		case 5: // the interface is discovered, changes, or is forgotten
+			switch ep.Interface {
+			case "":
+				ep.Interface = "cali" + ep.Ref.Name
+			case "cali" + ep.Ref.Name:
+				ep.Interface = "eth-" + ep.Ref.Name
+			default:
+				ep.Interface = ""
+			}
+			evs = append(evs, event{kind: "ep", ep: &ep})
 		case 0: // relabel
 			ep.Labels = maps.Clone(ep.Labels)
 			ep.Labels["app"] = otherApp(apps[ep.Ref.Namespace], ep.Labels["app"])

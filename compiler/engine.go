@@ -50,6 +50,7 @@ type Engine struct {
 	chains   map[string]*chainState
 	sets     map[string]*setState
 	profiles map[policy.Ref][2]string // by direction: profile chain of a local endpoint
+	ifaces   map[policy.Ref]string    // interface a local endpoint's map entries are published under
 	entries  [2]map[string]string     // by direction: ifname -> profile chain
 	gen      uint64                   // flush generation
 
@@ -108,6 +109,7 @@ func NewEngine(o Options) *Engine {
 		chains:        map[string]*chainState{},
 		sets:          map[string]*setState{},
 		profiles:      map[policy.Ref][2]string{},
+		ifaces:        map[policy.Ref]string{},
 		entries:       [2]map[string]string{{}, {}},
 		dirtyEps:      map[policy.Ref]struct{}{},
 		dirtyPolicies: map[policy.Ref]struct{}{},
@@ -278,6 +280,9 @@ func (e *Engine) UpsertEndpoint(ep policy.Endpoint) {
 	} else {
 		labelsSame = maps.Equal(sub.ep.Labels, ep.Labels)
 		wasLocal = sub.local
+		if sub.ep.Interface != ep.Interface {
+			e.dirtyEps[ep.Ref] = struct{}{}
+		}
 		if !slices.Equal(sub.ep.IPs, ep.IPs) || !slices.Equal(sub.ep.Ports, ep.Ports) {
 			// Swap this endpoint's contribution to every set it is in.
 			old := sub.ep

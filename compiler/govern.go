@@ -104,38 +104,55 @@ func defaultAction(t *policy.Tier) policy.Action {
 
 // regovern recomputes the profile chains of one endpoint.
 func (e *Engine) regovern(ref policy.Ref) {
-	old := e.profiles[ref]
+	old, oldIf := e.profiles[ref], e.ifaces[ref]
 	var now [2]string
 	var tiers [2][]govTier
+	newIf := ""
 	if sub := e.endpoints[ref]; sub != nil && sub.local {
+		newIf = EndpointInterface(sub.ep)
 		for _, d := range dirs {
 			now[d], tiers[d] = e.govern(ref, d)
 		}
 	}
-	if now == old {
+	if now == [2]string{} {
+		newIf = ""
+	}
+	if now == old && newIf == oldIf {
 		return
 	}
-	ifname := InterfaceName(ref.Namespace, ref.Name)
 	for _, d := range dirs {
+		// Entries published under an interface name that is no longer the
+		// endpoint's (discovered interface changed) move to the new name.
+		if old[d] != "" && oldIf != newIf {
+			delete(e.entries[d], oldIf)
+			e.touchedIfaces[d][oldIf] = struct{}{}
+		}
 		if now[d] == old[d] {
+			if now[d] != "" && oldIf != newIf {
+				e.entries[d][newIf] = now[d]
+				e.touchedIfaces[d][newIf] = struct{}{}
+			}
 			continue
 		}
 		// Acquire before releasing, so shared chains never drop to zero.
 		if now[d] != "" {
 			e.acquireProfile(now[d], d, tiers[d])
-			e.entries[d][ifname] = now[d]
-		} else {
-			delete(e.entries[d], ifname)
+			e.entries[d][newIf] = now[d]
+			e.touchedIfaces[d][newIf] = struct{}{}
+		} else if oldIf == newIf {
+			delete(e.entries[d], oldIf)
+			e.touchedIfaces[d][oldIf] = struct{}{}
 		}
 		if old[d] != "" {
 			e.releaseChain(old[d])
 		}
-		e.touchedIfaces[d][ifname] = struct{}{}
 	}
 	if now == [2]string{} {
 		delete(e.profiles, ref)
+		delete(e.ifaces, ref)
 	} else {
 		e.profiles[ref] = now
+		e.ifaces[ref] = newIf
 	}
 }
 

@@ -144,3 +144,12 @@ func NetSetName(canonical string, fam int) string {
 func NamedPortSetName(canonical string, fam int) string {
 	return "np-" + hashID(canonical) + famSuffix(fam)
 }
+
+// EndpointInterface is the host-side interface an endpoint's traffic uses:
+// the discovered one when known, otherwise InterfaceName.
+func EndpointInterface(ep *policy.Endpoint) string {
+	if ep.Interface != "" {
+		return ep.Interface
+	}
+	return InterfaceName(ep.Ref.Namespace, ep.Ref.Name)
+}

@@ -239,6 +239,10 @@ type Endpoint struct {
 	IPs    []netip.Addr // empty when unknown
 	Ports  []ContainerPort
 	Node   string
+	// Interface is the host-side interface of a local endpoint when it was
+	// discovered (policy-only mode: from the route to the pod's IP). Empty
+	// means the name Tabby's own CNI gives it (compiler.InterfaceName).
+	Interface string
 }
 
 // NetworkSet is a labelled list of networks that selectors match.

@@ -235,8 +235,8 @@ func (s *Simulator) packet(p Probe) (trace.Packet, error) {
 	}
 	return trace.Packet{
 		Src: sip, Dst: dip, Proto: uint8(p.Protocol), SrcPort: SourcePort, DstPort: p.Port,
-		IIF: compiler.InterfaceName(src.Ref.Namespace, src.Ref.Name),
-		OIF: compiler.InterfaceName(dst.Ref.Namespace, dst.Ref.Name),
+		IIF: compiler.EndpointInterface(src),
+		OIF: compiler.EndpointInterface(dst),
 		Ct:  ir.CtNew,
 	}, nil
 }

@@ -30,13 +30,17 @@ banner "3. The ruleset node-2 programs"
 rules=$(mktemp)
 trap 'rm -f "$rules"; ip netns del tabby-demo 2>/dev/null || true' EXIT
 $ctl policy compile -f $dir/app.yaml -f $dir/policies.yaml --node node-2 > "$rules"
-sed -n '1,60p' "$rules"; echo "   ... ($(wc -l < "$rules") lines)"
+echo "   (excerpt: the base chain, the dispatch maps and the db's ingress policy chain; $(wc -l < "$rules") lines in all)"
+sed -n '/^\tmap from-endpoint/,/^\t}/p; /^\tmap to-endpoint/,/^\t}/p; /^\tchain forward/,/^\t}/p; /^\tchain knp\/data\/db-from-api\/ingress/,/^\t}/p' "$rules"
 if [ "$(id -u)" = 0 ] && command -v nft >/dev/null && command -v ip >/dev/null; then
   banner "   loaded into a throwaway network namespace with nft -f, read back with nft list"
   ip netns add tabby-demo
   ip netns exec tabby-demo nft -f "$rules"
-  ip netns exec tabby-demo nft list table inet tabby | sed -n '1,25p'
-  echo "   ... the kernel accepted all $(ip netns exec tabby-demo nft -a list table inet tabby | grep -c 'handle') objects"
+  ip netns exec tabby-demo nft list chain inet tabby forward
+  n_chains=$(ip netns exec tabby-demo nft list chains inet | grep -c '^\s*chain ')
+  n_sets=$(ip netns exec tabby-demo nft list sets inet | grep -c '^\s*set ')
+  n_rules=$(ip netns exec tabby-demo nft -a list table inet tabby | grep -c '# handle [0-9]*$')
+  echo "   the kernel holds Tabby's table: $n_chains chains, $n_sets sets, $n_rules rules"
 else
   echo "(run as root with nftables installed to load it into a throwaway network namespace)"
 fi
