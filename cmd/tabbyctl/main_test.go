@@ -148,3 +148,26 @@ func TestCompile(t *testing.T) {
 		}
 	}
 }
+
+// When egress drops a packet, explain still says what the destination's
+// ingress would decide on its own (the demo app: frontend may not reach db).
+func TestExplainIngressAlone(t *testing.T) {
+	code, out, stderr := runCLI("policy", "explain", "-f", "../../e2e/demo/app.yaml", "-f", "../../e2e/demo/policies.yaml",
+		"--from", "web/frontend", "--to", "data/db", "--port", "5432/TCP")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"DENIED", "egress from web/frontend: denied: tier kubernetes default-deny",
+		"NetworkPolicy web/frontend-to-api", "ingress to data/db: not reached; on its own it would be denied",
+		"NetworkPolicy data/db-from-api"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+	// And the monitoring scrape the ClusterNetworkPolicy admits.
+	code, out, _ = runCLI("policy", "explain", "-f", "../../e2e/demo/app.yaml", "-f", "../../e2e/demo/policies.yaml",
+		"--from", "monitoring/scraper", "--to", "data/db", "--port", "9100/TCP")
+	if code != 0 || !strings.Contains(out, `allowed by ClusterNetworkPolicy allow-monitoring rule ingress[0] "scrape-metrics" (tier cnp-admin)`) {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+BenchmarkFullCompile-2   	       1	 250000000 ns/op	       240.0 ms/compile	        60.00 MiB-peak-heap
+BenchmarkFullCompile-2   	       1	 350000000 ns/op	       340.0 ms/compile	        50.00 MiB-peak-heap
+BenchmarkFullCompile-2   	       1	 260000000 ns/op	       250.0 ms/compile	        55.00 MiB-peak-heap
+BenchmarkIndexLabelUpdate/relabel-2  45494  27071 ns/op  36940 updates/s
+PASS
+`
+
+func TestParseAndTargets(t *testing.T) {
+	res, order, err := parseBench(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res[key{"BenchmarkFullCompile", "ms/compile"}]; len(got) != 3 {
+		t.Fatalf("ms/compile samples: %v", got)
+	}
+	if m := median(res[key{"BenchmarkFullCompile", "ms/compile"}]); m != 250 {
+		t.Errorf("median %v, want 250 (one noisy run must not decide)", m)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("even median %v", m)
+	}
+	if _, ok := res[key{"BenchmarkIndexLabelUpdate/relabel", "updates/s"}]; !ok {
+		t.Errorf("sub-benchmark name not parsed: %v", order)
+	}
+	var out bytes.Buffer
+	if missed := printTable(&out, res, order); missed != 0 {
+		t.Errorf("missed %d targets:\n%s", missed, out.String())
+	}
+	// A median over a target is reported as missed.
+	res[key{"BenchmarkFullCompile", "ms/compile"}] = []float64{400, 410, 420}
+	out.Reset()
+	if missed := printTable(&out, res, order); missed != 1 || !strings.Contains(out.String(), "MISSED") {
+		t.Errorf("missed %d:\n%s", missed, out.String())
+	}
+}
