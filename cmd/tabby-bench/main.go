@@ -32,12 +32,13 @@ var targets = []target{
 	{"BenchmarkIncrementalPodLabelChange", "µs-p50", 1000, "one pod label change"},
 	{"BenchmarkIncrementalPolicyChange", "µs-p50", 1000, "one policy change"},
 	{"BenchmarkIncrementalPodAdd", "µs-p50", 1000, "one pod add"},
+	{"BenchmarkFullProgram", "ms/program", 500, "program the 10k-pod ruleset into a netns"},
 }
 
 func main() {
 	count := flag.Int("count", 5, "runs of each benchmark")
 	benchtime := flag.String("benchtime", "", "go test -benchtime")
-	pkgs := flag.String("pkgs", "./selectors,./compiler,./compiler/trace", "packages, comma-separated")
+	pkgs := flag.String("pkgs", "./selectors,./compiler,./compiler/trace,./enforcer", "packages, comma-separated")
 	parse := flag.String("parse", "", "summarise this saved go test -bench output instead of running")
 	flag.Parse()
 
