@@ -1,60 +1,19 @@
 package e2e
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/tabbynet/tabby/e2e/kerneltest"
 
 	"github.com/tabbynet/tabby/compiler"
 	"github.com/tabbynet/tabby/compiler/ir"
 	"github.com/tabbynet/tabby/e2e/scenario"
 	"github.com/tabbynet/tabby/policy"
 )
-
-// throwawayNetns creates a network namespace that is deleted when the test
-// ends (also on failure). Kernel tests never touch the root namespace.
-func throwawayNetns(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (apt-get install iproute2 nftables): %v", tool, err)
-		}
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "tabby-test-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
-
-func nftIn(ns string, stdin []byte, args ...string) ([]byte, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return out, nil
-}
 
 // kernelShape is what we compare between our IR and the kernel's readback:
 // chain names with their rule counts, sets and maps with element counts.
@@ -119,7 +78,7 @@ func kernelShapeOf(js []byte) ([]string, error) {
 // reads it back and checks the kernel holds the same chains, rule counts,
 // sets and map entries as the IR.
 func TestKernelAcceptsCompiledCorpus(t *testing.T) {
-	ns := throwawayNetns(t)
+	ns := kerneltest.NewNetns(t, "tabby-test")
 	for _, f := range corpusFiles(t) {
 		sc, err := scenario.Load(f)
 		if err != nil {
@@ -136,10 +95,10 @@ func TestKernelAcceptsCompiledCorpus(t *testing.T) {
 			}
 			// Replace the whole table in one transaction.
 			script := "add table inet tabby\ndelete table inet tabby\n" + tab.String()
-			if _, err := nftIn(ns, []byte(script), "-f", "-"); err != nil {
+			if _, err := kerneltest.Nft(ns, []byte(script), "-f", "-"); err != nil {
 				t.Fatalf("%s %s: kernel rejected the ruleset: %v\n%s", f, step.Name, err, numbered(tab.String()))
 			}
-			js, err := nftIn(ns, nil, "-j", "list", "table", "inet", "tabby")
+			js, err := kerneltest.Nft(ns, nil, "-j", "list", "table", "inet", "tabby")
 			if err != nil {
 				t.Fatal(err)
 			}

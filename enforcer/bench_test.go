@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tabbynet/tabby/e2e/kerneltest"
+
 	"github.com/tabbynet/tabby/compiler"
 	"github.com/tabbynet/tabby/compiler/ir"
 	"github.com/tabbynet/tabby/e2e/synth"
@@ -135,7 +137,7 @@ func BenchmarkIncrementalSync(b *testing.B) {
 // cluster's listing is megabytes).
 func checkKernelQuiet(t testing.TB, n netns, tab *ir.Table) {
 	t.Helper()
-	if normaliseBlocks(n.listing(t, tab.Name)) != normaliseBlocks(normaliseElements(tab.String())) {
+	if normaliseBlocks(n.listing(t, tab.Name)) != normaliseBlocks(kerneltest.NormaliseElements(tab.String())) {
 		t.Error("kernel listing differs from the table")
 	}
 }

@@ -1,9 +1,6 @@
 package enforcer
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/tabbynet/tabby/e2e/kerneltest"
 
 	"github.com/tabbynet/tabby/compiler/ir"
 	"github.com/tabbynet/tabby/policy"
@@ -28,25 +27,7 @@ type netns struct {
 
 func newNetns(t testing.TB) netns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (apt-get install iproute2 nftables): %v", tool, err)
-		}
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "tabby-enf-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
+	name := kerneltest.NewNetns(t, "tabby-enf")
 	return netns{name: name, path: "/run/netns/" + name}
 }
 
@@ -61,21 +42,14 @@ func (n netns) nft(t testing.TB, stdin string, args ...string) string {
 }
 
 func (n netns) nftErr(stdin string, args ...string) (string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.name, "nft"}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out), nil
+	out, err := kerneltest.Nft(n.name, []byte(stdin), args...)
+	return string(out), err
 }
 
 // listing is nft's stateless listing of the table, elements normalised.
 func (n netns) listing(t testing.TB, table string) string {
 	t.Helper()
-	return normaliseElements(n.nft(t, "", "--stateless", "list", "table", "inet", table))
+	return kerneltest.NormaliseElements(n.nft(t, "", "--stateless", "list", "table", "inet", table))
 }
 
 // newEnforcer opens an Enforcer on the namespace and counts its
@@ -103,7 +77,7 @@ func newEnforcer(t testing.TB, n netns, txs *int) *Enforcer {
 // added by a delta come last.
 func checkKernel(t testing.TB, n netns, tab *ir.Table) {
 	t.Helper()
-	got, want := normaliseBlocks(n.listing(t, tab.Name)), normaliseBlocks(normaliseElements(tab.String()))
+	got, want := normaliseBlocks(n.listing(t, tab.Name)), normaliseBlocks(kerneltest.NormaliseElements(tab.String()))
 	if got != want {
 		t.Fatalf("kernel listing differs from the table\n%s", lineDiff(want, got))
 	}
@@ -142,33 +116,6 @@ func normaliseBlocks(s string) string {
 	sort.Strings(sets)
 	sort.Strings(chains)
 	return head + "\n" + strings.Join(append(sets, chains...), "\n\n") + "\n" + tail + "\n"
-}
-
-// normaliseElements sorts the elements of every `elements = { … }` block and
-// puts them on one line, since hash sets list in the kernel's order.
-func normaliseElements(s string) string {
-	var out []string
-	lines := strings.Split(s, "\n")
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		start := strings.Index(l, "elements = { ")
-		if start < 0 {
-			out = append(out, l)
-			continue
-		}
-		body := l[start+len("elements = { "):]
-		for !strings.HasSuffix(body, " }") && i+1 < len(lines) {
-			i++
-			body += " " + strings.TrimSpace(lines[i])
-		}
-		items := strings.Split(strings.TrimSuffix(body, " }"), ",")
-		for j := range items {
-			items[j] = strings.TrimSpace(items[j])
-		}
-		sort.Strings(items)
-		out = append(out, l[:start]+"elements = { "+strings.Join(items, ", ")+" }")
-	}
-	return strings.Join(out, "\n")
 }
 
 // lineDiff shows the lines of want missing from got (-) and extra (+), in

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tabbynet/tabby/e2e/kerneltest"
 
 	"github.com/vishvananda/netns"
 
@@ -95,24 +95,7 @@ func buildBinary(t *testing.T) string {
 // throwawayNetns creates a network namespace deleted when the test ends.
 func throwawayNetns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (apt-get install iproute2 nftables): %v", tool, err)
-		}
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "tabby-agent-" + hex.EncodeToString(b)
-	ipns(t, "", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
+	return kerneltest.NewNetns(t, "tabby-agent")
 }
 
 // ipns runs ip(8), inside ns unless ns is "".

@@ -1,14 +1,13 @@
 package ir
 
 import (
-	"bytes"
 	"flag"
 	"net/netip"
 	"os"
-	"os/exec"
-	"sort"
 	"strings"
 	"testing"
+
+	"github.com/tabbynet/tabby/e2e/kerneltest"
 
 	"github.com/tabbynet/tabby/policy"
 )
@@ -152,53 +151,18 @@ func TestRenderGolden(t *testing.T) {
 // namespace and checks that `nft --stateless list` prints exactly what
 // String() renders, except for the order of elements in hash sets.
 func TestRenderMatchesKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	for _, tool := range []string{"unshare", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	ns := kerneltest.NewNetns(t, "tabby-render")
 	rendered := goldenTable().String()
-	cmd := exec.Command("unshare", "--net", "sh", "-c", "nft -f - && nft --stateless list table inet tabby")
-	cmd.Stdin = strings.NewReader(rendered)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("nft: %v: %s", err, stderr.String())
+	if _, err := kerneltest.Nft(ns, []byte(rendered), "-f", "-"); err != nil {
+		t.Fatal(err)
 	}
-	if got, want := normaliseElements(string(out)), normaliseElements(rendered); got != want {
+	out, err := kerneltest.Nft(ns, nil, "--stateless", "list", "table", "inet", "tabby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kerneltest.NormaliseElements(string(out)), kerneltest.NormaliseElements(rendered); got != want {
 		t.Errorf("kernel listing differs from the rendering\nkernel:\n%s\nrendered:\n%s", got, want)
 	}
-}
-
-// normaliseElements sorts the elements of every `elements = { … }` block and
-// puts them on one line, since hash sets list in the kernel's order.
-func normaliseElements(s string) string {
-	var out []string
-	lines := strings.Split(s, "\n")
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		start := strings.Index(l, "elements = { ")
-		if start < 0 {
-			out = append(out, l)
-			continue
-		}
-		body := l[start+len("elements = { "):]
-		for !strings.HasSuffix(body, " }") && i+1 < len(lines) {
-			i++
-			body += " " + strings.TrimSpace(lines[i])
-		}
-		items := strings.Split(strings.TrimSuffix(body, " }"), ",")
-		for j := range items {
-			items[j] = strings.TrimSpace(items[j])
-		}
-		sort.Strings(items)
-		out = append(out, l[:start]+"elements = { "+strings.Join(items, ", ")+" }")
-	}
-	return strings.Join(out, "\n")
 }
 
 func TestRenderRules(t *testing.T) {
