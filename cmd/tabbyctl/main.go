@@ -1,5 +1,5 @@
 // Command tabbyctl is Tabby's CLI: policy simulation (matrix, explain,
-// compile) now; the lab later.
+// compile) and the lab (namespaces, real agents, real packets).
 //
 // Exit codes: 0 success, 1 runtime failure, 2 bad input (usage, files,
 // objects), with a message naming the file, object and field.
@@ -27,6 +27,10 @@ commands:
   policy explain -f FILE... --from NS/POD --to NS/POD --port N[/PROTO]
                                                    why a connection is allowed or denied
   policy compile -f FILE... [--node NAME]          the nftables ruleset Tabby programs
+  lab up -f FILE... --nodes N [--state-dir DIR]    build a lab: node and pod namespaces, servers, tabby agents
+  lab apply -f FILE...                             give the running lab's agents new manifests, wait for them
+  lab probe [-o json|table] [--timeout 1s]         the connectivity matrix measured with real packets
+  lab down [--state-dir DIR]                       tear the lab down
 `
 
 func main() {
@@ -64,6 +68,8 @@ func dispatch(args []string, stdout io.Writer) error {
 			return policyCompile(args[2:], stdout)
 		}
 		return badInput("policy: unknown subcommand %q\n%s", args[1], usage)
+	case "lab":
+		return labCommand(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
