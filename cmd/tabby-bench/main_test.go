@@ -11,6 +11,9 @@ BenchmarkFullCompile-2   	       1	 250000000 ns/op	       240.0 ms/compile	    
 BenchmarkFullCompile-2   	       1	 350000000 ns/op	       340.0 ms/compile	        50.00 MiB-peak-heap
 BenchmarkFullCompile-2   	       1	 260000000 ns/op	       250.0 ms/compile	        55.00 MiB-peak-heap
 BenchmarkIndexLabelUpdate/relabel-2  45494  27071 ns/op  36940 updates/s
+BenchmarkThroughput-2   1  12157789541 ns/op  3.97 Gbit/s-0  0.97 ratio-2000
+BenchmarkThroughput-2   1  12157789541 ns/op  3.90 Gbit/s-0  0.96 ratio-2000
+BenchmarkThroughput-2   1  12157789541 ns/op  3.80 Gbit/s-0  0.50 ratio-2000
 PASS
 `
 
@@ -40,5 +43,17 @@ func TestParseAndTargets(t *testing.T) {
 	out.Reset()
 	if missed := printTable(&out, res, order); missed != 1 || !strings.Contains(out.String(), "MISSED") {
 		t.Errorf("missed %d:\n%s", missed, out.String())
+	}
+
+	// A lower bound: a median under it is missed, one above is not.
+	res[key{"BenchmarkFullCompile", "ms/compile"}] = []float64{240}
+	out.Reset()
+	if missed := printTable(&out, res, order); missed != 0 || !strings.Contains(out.String(), ">= 0.95") {
+		t.Errorf("ratio median 0.96 >= 0.95 missed %d:\n%s", missed, out.String())
+	}
+	res[key{"BenchmarkThroughput", "ratio-2000"}] = []float64{0.9, 0.5, 0.97}
+	out.Reset()
+	if missed := printTable(&out, res, order); missed != 1 || !strings.Contains(out.String(), "MISSED") {
+		t.Errorf("ratio median 0.9 < 0.95: missed %d:\n%s", missed, out.String())
 	}
 }

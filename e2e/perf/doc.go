@@ -1,0 +1,22 @@
+// Package perf holds Tabby's end-to-end performance benchmarks, run against
+// real kernels in network namespaces (root only; they skip otherwise):
+//
+//   - BenchmarkChangeToEnforced: a 2-node e2e/lab; a NetworkPolicy flips a
+//     probe's verdict 100 times; per change, the latency from the rename
+//     of the manifest file to the agent's reported end of Sync (/status
+//     lastSync) and to the first probe that sees the new verdict.
+//   - BenchmarkThroughput: iperf3 TCP between pods on two nodes with 0,
+//     100, 1000 and 2000 NetworkPolicies loaded (skips without iperf3).
+//   - BenchmarkAgentRSS: the real agent on e2e/synth's default cluster
+//     rendered to Kubernetes objects: resident memory and time to ready.
+//
+// The package's non-test API renders clusters as objects: RenderModel (a
+// normalised synth model back to Namespaces, ServiceAccounts and Pods),
+// GeneratePolicies (synth-shaped NetworkPolicies over those namespaces)
+// and EncodeYAML (objects to a manifest file). Percentiles computes the
+// reported quantiles.
+//
+// May import: the standard library, policy/, selectors/, e2e/synth, e2e/lab,
+// e2e/probe, the Kubernetes API types and sigs.k8s.io/yaml. Benchmarks build
+// cmd/tabby and cmd/tabbyctl with the go command.
+package perf
