@@ -19,7 +19,7 @@ import (
 
 const labUsage = `usage:
   tabbyctl lab up -f FILE... --nodes N [--state-dir DIR] [--name NAME] [--tabby PATH] [--ready-timeout D]
-  tabbyctl lab apply -f FILE... [--state-dir DIR]     replace the running lab's manifests (same pods) and wait
+  tabbyctl lab apply -f FILE... [--state-dir DIR]     replace the running lab's manifests (pods may come and go) and wait
                                                      until every agent has enforced them
   tabbyctl lab probe [-o json|table] [--timeout D] [--concurrency N] [--state-dir DIR]
   tabbyctl lab down [--state-dir DIR] [--name NAME]

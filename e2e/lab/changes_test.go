@@ -178,18 +178,21 @@ func TestChangesConverge(t *testing.T) {
 	}
 
 	// What the lab cannot do at runtime is refused, and changes nothing.
+	var pce *lab.PodChangeError
 	objs := w.objects()
-	extra := objs[len(objs)-1]
-	for _, o := range objs {
+	for i, o := range objs {
 		if o.Ref.Kind == policy.KindPod {
-			extra = o
+			objs[i].Pod = o.Pod.DeepCopy()
+			other := "node-1"
+			if p, _ := findPod(l.State(), o.Ref.Namespace, o.Ref.Name); p.Node == other {
+				other = "node-2"
+			}
+			objs[i].Pod.Spec.NodeName = other
+			break
 		}
 	}
-	extra.Pod = extra.Pod.DeepCopy()
-	extra.Pod.Name, extra.Ref.Name = "new", "new"
-	var pce *lab.PodChangeError
-	if err := l.UpdateManifests(append(objs, extra)); !errors.As(err, &pce) {
-		t.Errorf("adding a pod: got %v, want a *lab.PodChangeError", err)
+	if err := l.UpdateManifests(objs); !errors.As(err, &pce) {
+		t.Errorf("moving a pod: got %v, want a *lab.PodChangeError", err)
 	}
 	moved := w.objects()
 	for i, o := range moved {
@@ -205,6 +208,15 @@ func TestChangesConverge(t *testing.T) {
 	if err := l.WaitSynced(ctx); err != nil {
 		t.Errorf("WaitSynced after refused updates: %v", err)
 	}
+}
+
+func findPod(st lab.State, ns, name string) (lab.PodState, bool) {
+	for _, p := range st.Pods {
+		if p.Namespace == ns && p.Name == name {
+			return p, true
+		}
+	}
+	return lab.PodState{}, false
 }
 
 func countAllowed(m *sim.Matrix) int {

@@ -70,10 +70,16 @@
 //
 // Lab.UpdateManifests replaces the agents' manifests atomically (temp file +
 // rename) with new objects, filling in the lab's placement. Pods may change
-// labels or disappear from the manifests; a pod the lab does not have, or
-// one with another node, address or set of ports, is a *PodChangeError
-// (adding pods at runtime is not supported yet). Objects are written sorted,
-// so the same objects give the same bytes and an unchanged update writes
+// labels, arrive or leave. An arriving pod is placed on its spec.nodeName, else
+// on the node with the fewest pods, and built before the
+// manifests are written: namespace and interface (networking.SetupPod,
+// host side compiler.InterfaceName), routes on the other nodes, server,
+// state file. A leaving pod is torn down: server stopped, routes removed,
+// networking.TeardownPod, namespace deleted. A pod with another node,
+// address or set of ports than the lab gave it, or an IPv6 pod in a lab
+// built without an IPv6 underlay, is a *PodChangeError, and the lab is left
+// as it was. Objects are written sorted, so the same objects give the same
+// bytes and an unchanged update writes
 // nothing. Lab.WaitSynced then polls every agent's /status, in parallel,
 // until a batch that ended after the update has stayed the last one for
 // quietPeriod (a batch already running at the write cannot pass for it: the
@@ -87,6 +93,10 @@
 // in the state file and any namespace named <name>-underlay, <name>-node-<n>
 // or <name>-pod-<...> (only those), and removes lab.json and the manifests;
 // logs stay until the next Up. It is idempotent.
+//
+// Lab.KillAgent SIGKILLs a node's agent (a crash: the kernel table stays)
+// and Lab.StartAgent starts it again exactly as Up does and waits for its
+// /readyz: the restart tests' tools.
 //
 // Errors: *ConfigError for bad input (the CLI's exit code 2),
 // *PodChangeError for an update the lab cannot apply, *AgentError for an

@@ -105,6 +105,7 @@ func newState(cfg Config, p *plan) *State {
 		Version: stateVersion, Name: cfg.Name, StateDir: cfg.StateDir, Created: time.Now().UTC(),
 		Underlay:  UnderlayState{Netns: underlayNetnsName(cfg.Name), IPs: []netip.Addr{bridgeAddr(underlayV4)}},
 		Manifests: filepath.Join(cfg.StateDir, manifestsDir, manifestFile),
+		Tabby:     cfg.Tabby, Tabbyctl: cfg.Tabbyctl, AgentArgs: slices.Clone(cfg.AgentArgs),
 	}
 	if p.v6 {
 		st.Underlay.IPs = append(st.Underlay.IPs, bridgeAddr(underlayV6))
@@ -210,7 +211,9 @@ func Open(stateDir string) (*Lab, error) {
 		return nil, fmt.Errorf("lab: manifests: %w", err)
 	}
 	p := planFromState(st)
-	return &Lab{cfg: Config{Name: st.Name, StateDir: abs, Nodes: len(st.Nodes), ReadyTimeout: DefaultReadyTimeout},
+	cfg := Config{Name: st.Name, StateDir: abs, Nodes: len(st.Nodes), ReadyTimeout: DefaultReadyTimeout,
+		Tabby: st.Tabby, Tabbyctl: st.Tabbyctl, AgentArgs: slices.Clone(st.AgentArgs)}
+	return &Lab{cfg: cfg,
 		st: st, plan: p, objs: objs, written: data, procs: map[int]*running{}}, nil
 }
 
@@ -252,6 +255,7 @@ func (l *Lab) State() State {
 	st.Nodes = slices.Clone(st.Nodes)
 	st.Pods = slices.Clone(st.Pods)
 	st.Namespaces = slices.Clone(st.Namespaces)
+	st.AgentArgs = slices.Clone(st.AgentArgs)
 	return st
 }
 
@@ -290,12 +294,26 @@ func (l *Lab) writeManifests(objs []policy.Object) error {
 	return nil
 }
 
-// UpdateManifests makes objs the agents' whole input (pods get the lab's
-// placement; see PodChangeError for what cannot change). WaitSynced then
-// waits for the agents to apply it. Writing the same objects again is a
-// no-op.
+// UpdateManifests makes objs the agents' whole input. Pods the lab does
+// not have yet are built first (placed as Up places them), pods that left
+// the objects are torn down (server, routes, interface, namespace); the
+// others get the lab's placement and must keep it (see PodChangeError).
+// WaitSynced then waits for the agents to apply it. Writing the same
+// objects again is a no-op.
 func (l *Lab) UpdateManifests(objs []policy.Object) error {
-	placed, err := placeObjects(objs, l.plan, true)
+	return l.UpdateManifestsContext(context.Background(), objs)
+}
+
+// UpdateManifestsContext is UpdateManifests with a context for building
+// and tearing down pods.
+func (l *Lab) UpdateManifestsContext(ctx context.Context, objs []policy.Object) error {
+	d, err := diffPods(objs, l.plan, len(l.st.Nodes))
+	if err != nil {
+		return err
+	}
+	// Everything is checked before anything changes: a refused update
+	// leaves the lab as it was.
+	placed, err := placeObjects(objs, l.plan.withDiff(d), true)
 	if err != nil {
 		return err
 	}
@@ -303,9 +321,12 @@ func (l *Lab) UpdateManifests(objs []policy.Object) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(b, l.written) {
+	if d.empty() && bytes.Equal(b, l.written) {
 		l.objs = placed
 		return nil
+	}
+	if err := l.applyPods(ctx, d); err != nil {
+		return err
 	}
 	// Taken before the rename: any batch that ends later and passes the
 	// quiet period has seen the new file.

@@ -239,42 +239,9 @@ func (l *Lab) buildPod(ctx context.Context, p *PodState) error {
 // routeRemotePods gives every node a route to every pod of every other
 // node via that node's underlay address of the pod address's family.
 func (l *Lab) routeRemotePods() error {
-	for _, nd := range l.st.Nodes {
-		ns, err := networking.OpenNetns(netnsPath(nd.Netns))
-		if err != nil {
-			return fmt.Errorf("lab: %w", err)
-		}
-		err = func() error {
-			defer ns.Close()
-			h, err := ns.Handle()
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			up, err := h.LinkByName(nodeUplink)
-			if err != nil {
-				return err
-			}
-			for _, p := range l.st.Pods {
-				if p.Node == nd.Name {
-					continue
-				}
-				other, _ := l.node(p.Node)
-				for _, ip := range p.IPs {
-					gw, ok := familyAddr(other.UnderlayIPs, ip.Is4())
-					if !ok {
-						return fmt.Errorf("node %s has no %s underlay address for pod %s/%s", other.Name, family(ip), p.Namespace, p.Name)
-					}
-					r := &netlink.Route{LinkIndex: up.Attrs().Index, Dst: hostNet(ip), Gw: gw.AsSlice()}
-					if err := h.RouteAdd(r); err != nil {
-						return fmt.Errorf("route %s via %s: %w", ip, gw, err)
-					}
-				}
-			}
-			return nil
-		}()
-		if err != nil {
-			return fmt.Errorf("lab: %s: %w", nd.Name, err)
+	for _, p := range l.st.Pods {
+		if err := l.podRoutes(p, true); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -29,15 +29,17 @@ func loadObjects(files []string, objs []policy.Object) ([]policy.Object, error) 
 	return append(out, objs...), nil
 }
 
-// PodChangeError reports an update that would need the lab to add, move,
-// re-address or re-port a pod, which it cannot do at runtime.
+// PodChangeError reports an update that would need the lab to move,
+// re-address or re-port a pod, or to give a pod an address of a family its
+// underlay lacks, which it cannot do at runtime (adding and removing pods
+// it can).
 type PodChangeError struct {
 	Pod    string
 	Reason string
 }
 
 func (e *PodChangeError) Error() string {
-	return fmt.Sprintf("lab: pod %s: %s (the lab cannot add, move or re-address pods or change their ports; run lab up again)", e.Pod, e.Reason)
+	return fmt.Sprintf("lab: pod %s: %s (the lab cannot move or re-address a pod or change its ports: remove the pod and add it again, or run lab up again)", e.Pod, e.Reason)
 }
 
 // placeObjects returns a copy of objs in which every pod of the plan

@@ -44,6 +44,11 @@ type State struct {
 	// Manifests is the file every agent reads (its directory is the
 	// agents' --manifests).
 	Manifests string `json:"manifests"`
+	// Tabby, Tabbyctl and AgentArgs are Config's: what Open needs to
+	// start a pod server or an agent again from another process.
+	Tabby     string   `json:"tabby,omitempty"`
+	Tabbyctl  string   `json:"tabbyctl,omitempty"`
+	AgentArgs []string `json:"agentArgs,omitempty"`
 }
 
 // UnderlayState is the namespace holding the bridge between the nodes.
