@@ -49,3 +49,17 @@ demo: build
 
 clean:
 	rm -rf $(BIN)
+
+# Real kube-apiserver, kubectl (v1.35.4) and etcd for the Kubernetes-mode tests (e2e/kubetest),
+# built from the module proxy into $(TABBY_CACHE)/kube/<version>/bin (default ~/.cache/tabby).
+# A cold build takes 8-20 min on 2 cores; once cached this is a sub-second check.
+.PHONY: kube-tools
+kube-tools:
+	./e2e/kube/build.sh
+
+# Regenerate the CRDs (deploy/crds) and the deepcopy functions of policy/api/v1alpha1 from the Go types,
+# with the controller-gen version pinned in deploy/generate.sh (installed on first use into
+# $(TABBY_CACHE)/tools, default ~/.cache/tabby). deploy's tests fail when the checked-in files are stale.
+.PHONY: generate
+generate:
+	./deploy/generate.sh

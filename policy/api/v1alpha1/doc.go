@@ -1,8 +1,10 @@
 // Package v1alpha1 holds the Go types of Tabby's own kinds (group tabby.dev,
 // version v1alpha1): Tier, NetworkPolicy, GlobalNetworkPolicy, NetworkSet,
 // GlobalNetworkSet, and their List types. They are what users write in YAML
-// and, later, the source of the CRDs (the kubebuilder markers are written for
-// controller-gen; see the notes on Order and the int-or-string types).
+// and the source of the CRDs in deploy/crds: `make generate` runs
+// controller-gen (pinned in deploy/generate.sh) on the kubebuilder markers
+// here, and also writes zz_generated.deepcopy.go; a test fails when either is
+// stale. See the notes on Order and on the int-or-string types (NumOrString).
 //
 // The types carry the user's input as written: defaults and validation are
 // applied by package policy (policy/tabby*.go), which turns them into the

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,10 +28,14 @@ func fullRule() Rule {
 
 func TestDeepCopy(t *testing.T) {
 	meta := metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{"a": "b"}}
+	status := PolicyStatus{ObservedGeneration: 2, Conditions: []metav1.Condition{
+		{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Valid", Message: "ok"}}}
 	np := &NetworkPolicy{ObjectMeta: meta, Spec: NetworkPolicySpec{Tier: "t", Order: floatp(1),
-		Types: []PolicyType{PolicyTypeIngress}, Ingress: []Rule{fullRule()}, Egress: []Rule{fullRule()}}}
+		Types: []PolicyType{PolicyTypeIngress}, Ingress: []Rule{fullRule()}, Egress: []Rule{fullRule()}},
+		Status: status}
 	gnp := &GlobalNetworkPolicy{ObjectMeta: meta, Spec: GlobalNetworkPolicySpec{Order: floatp(2),
-		NamespaceSelector: "all()", Types: []PolicyType{PolicyTypeEgress}, Egress: []Rule{fullRule()}}}
+		NamespaceSelector: "all()", Types: []PolicyType{PolicyTypeEgress}, Egress: []Rule{fullRule()}},
+		Status: *status.DeepCopy()}
 	objs := []runtime.Object{
 		&Tier{ObjectMeta: meta, Spec: TierSpec{Order: floatp(3), DefaultAction: TierPass}},
 		np, gnp,
@@ -104,5 +109,28 @@ func TestScheme(t *testing.T) {
 				t.Errorf("scheme does not know %s", kind)
 			}
 		}
+	}
+}
+
+// TestStatusOmittedWhenEmpty: a policy without status marshals without a
+// status key (omitzero), so objects written back to files (e2e/lab) are
+// unchanged by the field's existence.
+func TestStatusOmittedWhenEmpty(t *testing.T) {
+	for _, o := range []any{&NetworkPolicy{}, &GlobalNetworkPolicy{}} {
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m["status"]; ok {
+			t.Errorf("%T marshals an empty status: %s", o, b)
+		}
+	}
+	np := &NetworkPolicy{Status: PolicyStatus{ObservedGeneration: 1}}
+	if b, _ := json.Marshal(np); !strings.Contains(string(b), `"status":{"observedGeneration":1}`) {
+		t.Errorf("status lost: %s", b)
 	}
 }
