@@ -31,7 +31,7 @@ type Reconciler interface {
 
 // Defaults of Config.
 const (
-	DefaultDebounce          = 5 * time.Millisecond
+	DefaultDebounce          = 2 * time.Millisecond
 	DefaultMaxDelay          = 100 * time.Millisecond
 	DefaultReconcileInterval = 10 * time.Second
 	DefaultInterfaceRecheck  = 2 * time.Second
