@@ -1,19 +1,15 @@
 package lab
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tabbynet/tabby/compiler/sim"
 	"github.com/tabbynet/tabby/policy"
-	tabbyv1 "github.com/tabbynet/tabby/policy/api/v1alpha1"
 )
 
 // loadObjects decodes files and appends objs. Decoding problems are bad input.
@@ -110,57 +106,6 @@ func portSet(ports []policy.ContainerPort) []string {
 	return podPlan{Ports: ports}.servedPorts()
 }
 
-// typed returns the object's typed value with apiVersion and kind set (a
-// programmatically built object may lack them).
-func typed(o policy.Object) (any, error) {
-	switch {
-	case o.Namespace != nil:
-		v := o.Namespace.DeepCopy()
-		v.APIVersion, v.Kind = "v1", "Namespace"
-		return v, nil
-	case o.Pod != nil:
-		v := o.Pod.DeepCopy()
-		v.APIVersion, v.Kind = "v1", "Pod"
-		return v, nil
-	case o.ServiceAccount != nil:
-		v := o.ServiceAccount.DeepCopy()
-		v.APIVersion, v.Kind = "v1", "ServiceAccount"
-		return v, nil
-	case o.NetworkPolicy != nil:
-		v := o.NetworkPolicy.DeepCopy()
-		v.APIVersion, v.Kind = networkingv1.SchemeGroupVersion.String(), "NetworkPolicy"
-		return v, nil
-	case o.ClusterNetworkPolicy != nil:
-		v := o.ClusterNetworkPolicy.DeepCopy()
-		v.APIVersion, v.Kind = "policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"
-		return v, nil
-	}
-	gv := tabbyv1.SchemeGroupVersion.String()
-	switch {
-	case o.Tier != nil:
-		v := o.Tier.DeepCopy()
-		v.APIVersion, v.Kind = gv, tabbyv1.KindTier
-		return v, nil
-	case o.TabbyNetworkPolicy != nil:
-		v := o.TabbyNetworkPolicy.DeepCopy()
-		v.APIVersion, v.Kind = gv, tabbyv1.KindNetworkPolicy
-		return v, nil
-	case o.GlobalNetworkPolicy != nil:
-		v := o.GlobalNetworkPolicy.DeepCopy()
-		v.APIVersion, v.Kind = gv, tabbyv1.KindGlobalNetworkPolicy
-		return v, nil
-	case o.NetworkSet != nil:
-		v := o.NetworkSet.DeepCopy()
-		v.APIVersion, v.Kind = gv, tabbyv1.KindNetworkSet
-		return v, nil
-	case o.GlobalNetworkSet != nil:
-		v := o.GlobalNetworkSet.DeepCopy()
-		v.APIVersion, v.Kind = gv, tabbyv1.KindGlobalNetworkSet
-		return v, nil
-	}
-	return nil, fmt.Errorf("lab: object %s has no typed value", o.Ref)
-}
-
 // encodeObjects renders objs as one multi-document YAML file, sorted by
 // kind, namespace and name: the same objects always give the same bytes,
 // whatever order they came in, so "nothing changed" is a byte comparison
@@ -171,21 +116,11 @@ func encodeObjects(objs []policy.Object) ([]byte, error) {
 		return cmp.Or(cmp.Compare(a.Ref.Kind, b.Ref.Kind), cmp.Compare(a.Ref.Namespace, b.Ref.Namespace),
 			cmp.Compare(a.Ref.Name, b.Ref.Name))
 	})
-	var buf bytes.Buffer
-	buf.WriteString("# Written by the Tabby lab: the manifests every lab agent enforces.\n")
-	for _, o := range sorted {
-		v, err := typed(o)
-		if err != nil {
-			return nil, err
-		}
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("lab: encode %s: %w", o.Ref, err)
-		}
-		buf.WriteString("---\n")
-		buf.Write(b)
+	b, err := policy.Encode(sorted)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
 	}
-	return buf.Bytes(), nil
+	return append([]byte("# Written by the Tabby lab: the manifests every lab agent enforces.\n"), b...), nil
 }
 
 // podAddr returns the address a probe from src to dst uses, exactly as

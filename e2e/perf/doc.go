@@ -13,7 +13,7 @@
 // The package's non-test API renders clusters as objects: RenderModel (a
 // normalised synth model back to Namespaces, ServiceAccounts and Pods),
 // GeneratePolicies (synth-shaped NetworkPolicies over those namespaces)
-// and EncodeYAML (objects to a manifest file). Percentiles computes the
+// (policy.Encode writes them to a manifest file). Percentiles computes the
 // reported quantiles.
 //
 // May import: the standard library, policy/, selectors/, e2e/synth, e2e/lab,

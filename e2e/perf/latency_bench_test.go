@@ -83,7 +83,7 @@ func BenchmarkChangeToEnforced(b *testing.B) {
 				cur[i] = allowFrom("y", "flip", "server", "x", from, 80)
 			}
 		}
-		data, err := EncodeYAML(cur)
+		data, err := policy.Encode(cur)
 		if err != nil {
 			b.Fatal(err)
 		}

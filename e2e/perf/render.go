@@ -1,7 +1,6 @@
 package perf
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
@@ -14,7 +13,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tabbynet/tabby/policy"
 	"github.com/tabbynet/tabby/selectors"
@@ -205,45 +203,3 @@ func GeneratePolicies(nss []NamespaceInfo, n int, seed uint64) []policy.Object {
 	}
 	return out
 }
-
-// EncodeYAML renders objects as one multi-document YAML file in the order
-// given (sort them first for stable bytes). Only the kinds RenderModel and
-// GeneratePolicies produce are supported.
-func EncodeYAML(objs []policy.Object) ([]byte, error) {
-	var buf bytes.Buffer
-	for _, o := range objs {
-		var v any
-		switch {
-		case o.Namespace != nil:
-			x := o.Namespace.DeepCopy()
-			x.APIVersion, x.Kind = "v1", "Namespace"
-			v = x
-		case o.ServiceAccount != nil:
-			x := o.ServiceAccount.DeepCopy()
-			x.APIVersion, x.Kind = "v1", "ServiceAccount"
-			v = x
-		case o.Pod != nil:
-			x := o.Pod.DeepCopy()
-			x.APIVersion, x.Kind = "v1", "Pod"
-			v = x
-		case o.NetworkPolicy != nil:
-			x := o.NetworkPolicy.DeepCopy()
-			x.APIVersion, x.Kind = networkingv1.SchemeGroupVersion.String(), "NetworkPolicy"
-			v = x
-		default:
-			return nil, &UnsupportedError{Ref: o.Ref}
-		}
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("perf: encode %s: %w", o.Ref, err)
-		}
-		buf.WriteString("---\n")
-		buf.Write(b)
-	}
-	return buf.Bytes(), nil
-}
-
-// UnsupportedError is an object kind EncodeYAML does not write.
-type UnsupportedError struct{ Ref policy.Ref }
-
-func (e *UnsupportedError) Error() string { return "perf: cannot encode " + e.Ref.String() }

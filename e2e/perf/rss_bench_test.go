@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/e2e/synth"
+	"github.com/tabbynet/tabby/policy"
 )
 
 // BenchmarkAgentRSS starts the real agent (cmd/tabby) as node-1 in a fresh
@@ -27,7 +28,7 @@ func BenchmarkAgentRSS(b *testing.B) {
 	objs, nss := RenderModel(synth.Generate(cfg))
 	objs = append(objs, GeneratePolicies(nss, cfg.Policies, cfg.Seed)...)
 	sortObjects(objs)
-	data, err := EncodeYAML(objs)
+	data, err := policy.Encode(objs)
 	if err != nil {
 		b.Fatal(err)
 	}
