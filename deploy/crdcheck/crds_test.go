@@ -38,7 +38,8 @@ func TestCRDsAreAccepted(t *testing.T) {
 // TestOneCRDPerKind checks the set of CRDs against the Go types: one per
 // kind registered in tabbyv1's scheme, in group tabby.dev, one version
 // v1alpha1 served and stored, with the scope package policy gives the kind,
-// the status subresource on the policy kinds only, and printer columns.
+// the status subresource on the policy kinds and TabbyNode only, and printer
+// columns.
 func TestOneCRDPerKind(t *testing.T) {
 	s := runtime.NewScheme()
 	if err := tabbyv1.AddToScheme(s); err != nil {
@@ -70,6 +71,7 @@ func TestOneCRDPerKind(t *testing.T) {
 		tabbyv1.KindGlobalNetworkPolicy: apiextensionsv1.ClusterScoped,
 		tabbyv1.KindNetworkSet:          apiextensionsv1.NamespaceScoped,
 		tabbyv1.KindGlobalNetworkSet:    apiextensionsv1.ClusterScoped,
+		tabbyv1.KindTabbyNode:           apiextensionsv1.ClusterScoped,
 	}
 	columns := map[string][]string{
 		tabbyv1.KindTier:                {"Order", "Default Action", "Age"},
@@ -77,6 +79,7 @@ func TestOneCRDPerKind(t *testing.T) {
 		tabbyv1.KindGlobalNetworkPolicy: {"Tier", "Order", "Selector", "Namespace Selector", "Age"},
 		tabbyv1.KindNetworkSet:          {"First Net", "Nets", "Age"},
 		tabbyv1.KindGlobalNetworkSet:    {"First Net", "Nets", "Age"},
+		tabbyv1.KindTabbyNode:           {"Ready", "Policies", "Local", "Endpoints", "Errors", "Last Sync", "Age"},
 	}
 	for kind, sv := range all {
 		crd := sv.crd
@@ -94,11 +97,12 @@ func TestOneCRDPerKind(t *testing.T) {
 			t.Errorf("%s: version %s served=%v storage=%v", kind, v.Name, v.Served, v.Storage)
 		}
 		hasStatus := v.Subresources != nil && v.Subresources.Status != nil
-		wantStatus := kind == tabbyv1.KindNetworkPolicy || kind == tabbyv1.KindGlobalNetworkPolicy
+		isPolicy := kind == tabbyv1.KindNetworkPolicy || kind == tabbyv1.KindGlobalNetworkPolicy
+		wantStatus := isPolicy || kind == tabbyv1.KindTabbyNode
 		if hasStatus != wantStatus {
 			t.Errorf("%s: status subresource %v, want %v", kind, hasStatus, wantStatus)
 		}
-		if wantStatus {
+		if isPolicy {
 			st := v.Schema.OpenAPIV3Schema.Properties["status"]
 			for _, f := range []string{"conditions", "observedGeneration"} {
 				if _, ok := st.Properties[f]; !ok {

@@ -19,6 +19,7 @@ const (
 	KindGlobalNetworkPolicy = "GlobalNetworkPolicy"
 	KindNetworkSet          = "NetworkSet"
 	KindGlobalNetworkSet    = "GlobalNetworkSet"
+	KindTabbyNode           = "TabbyNode"
 )
 
 var (
@@ -35,6 +36,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&GlobalNetworkPolicy{}, &GlobalNetworkPolicyList{},
 		&NetworkSet{}, &NetworkSetList{},
 		&GlobalNetworkSet{}, &GlobalNetworkSetList{},
+		&TabbyNode{}, &TabbyNodeList{},
 	)
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
 	return nil
