@@ -113,26 +113,36 @@ func Decode(file string, data []byte) ([]Object, error) {
 	var objs []Object
 	var errs []error
 	for i, doc := range SplitDocuments(data) {
-		src := Source{File: file, Doc: i + 1}
-		j, m, err := documentMap(src, doc)
-		if err != nil {
+		o, err := DecodeDocuments(Source{File: file, Doc: i + 1}, doc)
+		objs = append(objs, o...)
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, j.Unwrap()...) // one flat list of *FieldErrors
+		} else if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if isList(m) {
-			o, e := decodeList(src, m)
-			objs = append(objs, o...)
-			errs = append(errs, e...)
-			continue
-		}
-		o, err := decodeMap(src, j, m)
-		if err != nil {
-			errs = flattenErrors(Object{Source: src}, err, errs)
-			continue
-		}
-		objs = append(objs, o)
 	}
 	return objs, errors.Join(errs...)
+}
+
+// DecodeDocuments decodes one document (one of SplitDocuments' results) as
+// Decode does: one object, or the items of a List. On error it returns what
+// did decode (the valid items of a List) and the problems, joined
+// *FieldErrors. Decode is this for every document of a file; a caller that
+// caches documents by content (the directory datastore) calls it directly.
+func DecodeDocuments(src Source, doc []byte) ([]Object, error) {
+	j, m, err := documentMap(src, doc)
+	if err != nil {
+		return nil, err
+	}
+	if isList(m) {
+		o, errs := decodeList(src, m)
+		return o, errors.Join(errs...)
+	}
+	o, err := decodeMap(src, j, m)
+	if err != nil {
+		return nil, errors.Join(flattenErrors(Object{Source: src}, err, nil)...)
+	}
+	return []Object{o}, nil
 }
 
 // DecodeDocument decodes one YAML (or JSON) document holding one object. A

@@ -43,10 +43,11 @@ var targets = []target{
 	{"BenchmarkIncrementalPolicyChange", "µs-p50", 1000, "one policy change", 0},
 	{"BenchmarkIncrementalPodAdd", "µs-p50", 1000, "one pod add", 0},
 	{"BenchmarkFullProgram", "ms/program", 500, "program the 10k-pod ruleset into a netns", 0},
-	// e2e/perf (root): the agent-reported end of the Sync after a manifest
-	// rename; /status has no inotify event time, so this includes the
-	// agent's debounce (5 ms).
-	{"BenchmarkChangeToEnforced", "ms-p99", 10, "manifest rename to kernel enforced, p99", 0},
+	// e2e/perf (root): from the agent's receipt of the inotify event for a
+	// manifest rename (/status lastChangeSeen) to the end of the Sync that
+	// enforced it (lastSync): "once the file is seen". The figure from the
+	// rename itself is reported next to it (ms-p99), without a target.
+	{"BenchmarkChangeToEnforced", "seen-ms-p99", 10, "manifest change seen to kernel enforced, p99", 0},
 	{bench: "BenchmarkThroughput", unit: "ratio-2000", min: 0.95, what: "iperf3 TCP with 2000 policies / with none"},
 }
 

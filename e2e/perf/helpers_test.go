@@ -77,6 +77,7 @@ type agentStatus struct {
 	Ready            bool      `json:"ready"`
 	LastBatch        time.Time `json:"lastBatch"`
 	LastSync         time.Time `json:"lastSync"`
+	LastChangeSeen   time.Time `json:"lastChangeSeen"`
 	LastSyncDuration string    `json:"lastSyncDuration"`
 	CompileDuration  string    `json:"compileDuration"`
 	Syncs            uint64    `json:"syncs"`

@@ -37,10 +37,13 @@ type probeSample struct {
 //     reports it (/status lastSync, same clock): ms-p50, ms-p99;
 //   - the start of the first probe from which on every probe sees the new
 //     verdict (probes start every probeEvery): probe-ms-p50, probe-ms-p99;
+//   - "once the file is seen": from the agent's receipt of the inotify
+//     event (/status lastChangeSeen) to the end of that Sync: seen-ms-p50,
+//     seen-ms-p99 (the target: p99 <= 10 ms). The difference from
+//     ms-* is the kernel's inotify delivery and the scheduling of the
+//     agent's goroutines on a machine that is also running the probes;
 //   - the agent's own work for the batch (compile + nftables transaction,
-//     from /status): batch-ms-p50, batch-ms-p99. /status has no time for
-//     the inotify event, so "once the file is seen" is this plus the
-//     debounce (5 ms by default).
+//     from /status): batch-ms-p50, batch-ms-p99.
 //
 // Every change is confirmed enforced: after the reported sync a probe
 // must see the new verdict.
@@ -94,35 +97,46 @@ func BenchmarkChangeToEnforced(b *testing.B) {
 	if res, err := probe.Probe(ctx, srcNetns, dst, 80, probe.TCP, time.Second); err != nil || !res.Reached {
 		b.Fatalf("before any change x/a -> y/a:80 must be allowed: %+v %v", res, err)
 	}
-	var syncLat, probeLat, batchLat []time.Duration
+	var syncLat, seenLat, probeLat, batchLat []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		for i := range latencyChanges {
 			version := 1 - i%2 // 1 (deny) first: the lab started with 0
 			want := version == 0
-			s, p, batch, err := oneChange(ctx, st.Manifests, files[version], hc, srcNetns, dst, want)
+			m, err := oneChange(ctx, st.Manifests, files[version], hc, srcNetns, dst, want)
 			if err != nil {
 				b.Fatalf("change %d: %v", i, err)
 			}
-			syncLat, probeLat, batchLat = append(syncLat, s), append(probeLat, p), append(batchLat, batch)
+			syncLat, seenLat = append(syncLat, m.sync), append(seenLat, m.seen)
+			probeLat, batchLat = append(probeLat, m.probe), append(batchLat, m.batch)
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric(Ms(Percentile(syncLat, 0.5)), "ms-p50")
 	b.ReportMetric(Ms(Percentile(syncLat, 0.99)), "ms-p99")
+	b.ReportMetric(Ms(Percentile(seenLat, 0.5)), "seen-ms-p50")
+	b.ReportMetric(Ms(Percentile(seenLat, 0.99)), "seen-ms-p99")
 	b.ReportMetric(Ms(Percentile(probeLat, 0.5)), "probe-ms-p50")
 	b.ReportMetric(Ms(Percentile(probeLat, 0.99)), "probe-ms-p99")
 	b.ReportMetric(Ms(Percentile(batchLat, 0.5)), "batch-ms-p50")
 	b.ReportMetric(Ms(Percentile(batchLat, 0.99)), "batch-ms-p99")
 }
 
+// changeLatency is what oneChange measures (see BenchmarkChangeToEnforced).
+type changeLatency struct {
+	sync  time.Duration // rename -> end of the Sync
+	seen  time.Duration // inotify event received -> end of the Sync
+	probe time.Duration // rename -> first probe from which on all see the new verdict
+	batch time.Duration // compile + Sync
+}
+
 // oneChange renames data into place and measures until the change is
 // enforced (see BenchmarkChangeToEnforced).
 func oneChange(ctx context.Context, path string, data []byte, hc *healthClient, srcNetns string,
-	dst netip.Addr, want bool) (syncLat, probeLat, batch time.Duration, err error) {
+	dst netip.Addr, want bool) (m changeLatency, err error) {
 	before, err := hc.status(ctx)
 	if err != nil {
-		return 0, 0, 0, err
+		return m, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -135,7 +149,7 @@ func oneChange(ctx context.Context, path string, data []byte, hc *healthClient, 
 	)
 	t0, err := writeRenamed(path, data)
 	if err != nil {
-		return 0, 0, 0, err
+		return m, err
 	}
 	wg.Go(func() {
 		tick := time.NewTicker(probeEvery)
@@ -169,29 +183,29 @@ func oneChange(ctx context.Context, path string, data []byte, hc *healthClient, 
 	for {
 		st, err = hc.status(ctx)
 		if err != nil {
-			return 0, 0, 0, err
+			return m, err
 		}
 		if st.Syncs > before.Syncs && st.LastSync.After(t0) {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return 0, 0, 0, fmt.Errorf("no sync after the change: %w", ctx.Err())
+			return m, fmt.Errorf("no sync after the change: %w", ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
 	}
 	if st.LastSyncError != "" || len(st.Errors) > 0 {
-		return 0, 0, 0, fmt.Errorf("agent reports %q %v", st.LastSyncError, st.Errors)
+		return m, fmt.Errorf("agent reports %q %v", st.LastSyncError, st.Errors)
 	}
 	compile, sync := st.durations()
 	// Confirmation: a probe started now must see the new verdict, and the
 	// probes keep running until one after it has also seen it.
 	res, err := probe.Probe(ctx, srcNetns, dst, 80, probe.TCP, 5*probeTimeout)
 	if err != nil {
-		return 0, 0, 0, err
+		return m, err
 	}
 	if res.Reached != want {
-		return 0, 0, 0, fmt.Errorf("synced at %v but a probe is still %s", st.LastSync, verdict(res.Reached))
+		return m, fmt.Errorf("synced at %v but a probe is still %s", st.LastSync, verdict(res.Reached))
 	}
 	confirmed := time.Now()
 	for {
@@ -208,7 +222,7 @@ func oneChange(ctx context.Context, path string, data []byte, hc *healthClient, 
 		}
 		select {
 		case <-ctx.Done():
-			return 0, 0, 0, ctx.Err()
+			return m, ctx.Err()
 		case <-time.After(probeEvery):
 		}
 	}
@@ -216,7 +230,7 @@ func oneChange(ctx context.Context, path string, data []byte, hc *healthClient, 
 	wg.Wait()
 	stop = make(chan struct{}) // for the deferred close
 	if perr != nil {
-		return 0, 0, 0, perr
+		return m, perr
 	}
 	slices.SortFunc(samples, func(a, b probeSample) int { return a.start.Compare(b.start) })
 	// The first sample from which on every sample sees the new verdict.
@@ -225,9 +239,14 @@ func oneChange(ctx context.Context, path string, data []byte, hc *healthClient, 
 		first = i
 	}
 	if first == len(samples) {
-		return 0, 0, 0, fmt.Errorf("no probe saw the new verdict (%s)", verdict(want))
+		return m, fmt.Errorf("no probe saw the new verdict (%s)", verdict(want))
 	}
-	return st.LastSync.Sub(t0), max(samples[first].start.Sub(t0), 0), compile + sync, nil
+	if st.LastChangeSeen.Before(t0) || st.LastChangeSeen.After(st.LastSync) {
+		return m, fmt.Errorf("lastChangeSeen %v is not between the rename %v and the sync %v",
+			st.LastChangeSeen, t0, st.LastSync)
+	}
+	return changeLatency{sync: st.LastSync.Sub(t0), seen: st.LastSync.Sub(st.LastChangeSeen),
+		probe: max(samples[first].start.Sub(t0), 0), batch: compile + sync}, nil
 }
 
 func verdict(reached bool) string {

@@ -29,6 +29,10 @@ type fileState struct {
 	hashed   bool // hash is that of the last content decoded
 	objs     map[policy.Ref]policy.Object
 	problems string // the reported problems, joined, to report changes only
+	// docs holds the objects of the file's documents that decoded cleanly,
+	// by content hash: a change to one document of a large file decodes
+	// that document only (decoding is most of the cost of a change).
+	docs map[[sha256.Size]byte][]policy.Object
 }
 
 func newDirState(log *slog.Logger) *dirState {
@@ -53,20 +57,50 @@ func (s *dirState) load(path string, data []byte, h Handler) {
 		return
 	}
 	fs.hash, fs.hashed = sum, true
-	objs, err := policy.Decode(path, data)
+	objs, errs := fs.decode(path, data)
 	decoded := make(map[policy.Ref]policy.Object, len(objs))
 	for _, o := range objs {
 		decoded[o.Ref] = o // the last of one Ref wins, as in policy.Normalize
 	}
 	next := decoded
-	if err != nil {
+	if len(errs) > 0 {
 		// Additive: what decoded replaces its previous version; everything
 		// else the file produced before stays until it decodes cleanly.
 		next = maps.Clone(fs.objs)
 		maps.Copy(next, decoded)
 	}
-	s.report(path, fs, flatten(err), h)
+	s.report(path, fs, errs, h)
 	s.setObjects(path, fs, next, h)
+}
+
+// decode is policy.Decode(path, data) with the file's documents that are
+// unchanged since the last decode taken from fs.docs (with their new
+// document number): the same objects, the same problems.
+func (fs *fileState) decode(path string, data []byte) ([]policy.Object, []error) {
+	var objs []policy.Object
+	var errs []error
+	docs := make(map[[sha256.Size]byte][]policy.Object)
+	for i, doc := range policy.SplitDocuments(data) {
+		src := policy.Source{File: path, Doc: i + 1}
+		sum := sha256.Sum256(doc)
+		if cached, ok := fs.docs[sum]; ok {
+			for _, o := range cached {
+				o.Source = src
+				objs = append(objs, o)
+			}
+			docs[sum] = cached
+			continue
+		}
+		o, err := policy.DecodeDocuments(src, doc)
+		objs = append(objs, o...)
+		if err != nil {
+			errs = append(errs, flatten(err)...)
+			continue
+		}
+		docs[sum] = o
+	}
+	fs.docs = docs
+	return objs, errs
 }
 
 // readFailed records a read error: the file keeps its objects and is decoded

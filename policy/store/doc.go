@@ -24,7 +24,9 @@
 // triggers a full rescan.
 //
 // Per file the datastore remembers the objects it produced. A changed file is
-// decoded again (policy.Decode) and only the difference is emitted:
+// decoded again (as policy.Decode does, but documents whose bytes did not
+// change and decoded cleanly last time are reused, so editing one object of a
+// large file decodes one document) and only the difference is emitted:
 //   - A file that decodes cleanly replaces its previous objects: new and
 //     changed ones are upserted, vanished ones deleted.
 //   - A file with problems (a document or object that fails to decode) is
@@ -41,6 +43,11 @@
 //     winner goes away, the other file's definition is emitted again.
 //   - If the directory itself disappears, the datastore reports it and keeps
 //     every object; when it is back, a rescan picks up whatever it holds.
+//
+// A Handler that implements Observer is told when each inotify event batch
+// (or rescan) was received, before the changes it leads to, and that they
+// have all been delivered, after: the agent measures change-to-enforced
+// latency from the first and ends its debounce at the second.
 //
 // Clock is injectable (tests drive the rescan timer); storetest holds a fake
 // clock and a recording Handler.

@@ -115,12 +115,15 @@ type Agent struct {
 	seen    atomic.Uint64 // recorder.gen as of the last kick the loop handled (tests wait on it)
 
 	// Loop state: only the loop goroutine touches these.
-	deb        debouncer
-	synced     bool // at least one Sync succeeded
-	lastOK     bool // the last Sync succeeded
-	retryDelay time.Duration
-	retry      store.Timer
-	logged     map[string]bool // problems already logged
+	deb    debouncer
+	synced bool // at least one Sync succeeded
+	lastOK bool // the last Sync succeeded
+	// unsyncedSeen is when the earliest change a failed Sync did not apply
+	// was seen (zero after a success).
+	unsyncedSeen time.Time
+	retryDelay   time.Duration
+	retry        store.Timer
+	logged       map[string]bool // problems already logged
 
 	mu   sync.Mutex // guards snap
 	snap snapshot
@@ -132,7 +135,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("node", cfg.Node)
-	a := &Agent{cfg: cfg, log: log, rec: newRecorder(log), norm: newNormalizer(),
+	a := &Agent{cfg: cfg, log: log, rec: newRecorder(log, cfg.Clock), norm: newNormalizer(),
 		eng:    compiler.NewEngine(compiler.Options{Node: cfg.Node, TableName: cfg.TableName}),
 		logged: map[string]bool{}}
 	a.deb = debouncer{window: cfg.Debounce, max: cfg.MaxDelay}
@@ -203,6 +206,7 @@ func (a *Agent) Alive() bool {
 // wakes the loop.
 type recorder struct {
 	log *slog.Logger
+	clk store.Clock
 	// kick wakes the loop; buffered, so several wakes coalesce into one.
 	kick chan struct{}
 	gen  atomic.Uint64 // counts recorded events, bumped before each wake
@@ -212,10 +216,15 @@ type recorder struct {
 	synced     bool
 	recheckAll bool
 	problems   map[string][]error // datastore problems by source
+	// observed is when the datastore last said it noticed something
+	// (store.Observer); first is when the earliest change now pending was
+	// seen: observed if the datastore reported it, else the Upsert/Delete.
+	observed, first time.Time
+	delivered       bool // store.Observer's Delivered since the loop last looked
 }
 
-func newRecorder(log *slog.Logger) *recorder {
-	return &recorder{log: log, kick: make(chan struct{}, 1),
+func newRecorder(log *slog.Logger, clk store.Clock) *recorder {
+	return &recorder{log: log, clk: clk, kick: make(chan struct{}, 1),
 		pending: map[policy.Ref]*policy.Object{}, problems: map[string][]error{}}
 }
 
@@ -227,10 +236,36 @@ func (r *recorder) wake() {
 	}
 }
 
+// Observed implements store.Observer.
+func (r *recorder) Observed(t time.Time) {
+	r.mu.Lock()
+	r.observed = t
+	r.mu.Unlock()
+}
+
+// Delivered implements store.Observer: the datastore has delivered every
+// change it noticed, so the batch need not wait out the debounce.
+func (r *recorder) Delivered() {
+	r.mu.Lock()
+	r.delivered = true
+	r.mu.Unlock()
+	r.wake()
+}
+
+// takeDelivered reports (once) that Delivered was called since the last call.
+func (r *recorder) takeDelivered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.delivered
+	r.delivered = false
+	return d
+}
+
 // Upsert implements store.Handler.
 func (r *recorder) Upsert(o policy.Object) {
 	r.mu.Lock()
 	r.pending[o.Ref] = &o
+	r.stampLocked()
 	r.mu.Unlock()
 	r.wake()
 }
@@ -239,8 +274,19 @@ func (r *recorder) Upsert(o policy.Object) {
 func (r *recorder) Delete(ref policy.Ref) {
 	r.mu.Lock()
 	r.pending[ref] = nil
+	r.stampLocked()
 	r.mu.Unlock()
 	r.wake()
+}
+
+// stampLocked records when the first pending change was seen.
+func (r *recorder) stampLocked() {
+	if r.first.IsZero() {
+		r.first = r.observed
+		if r.first.IsZero() {
+			r.first = r.clk.Now()
+		}
+	}
 }
 
 // Synced implements store.Handler.
@@ -277,17 +323,18 @@ func (r *recorder) interfacesChanged() {
 	r.wake()
 }
 
-// take hands the loop everything recorded so far; ok is false before the
+// take hands the loop everything recorded so far and when the earliest of it
+// was seen (zero when there are no changes); ok is false before the
 // datastore's initial list is complete (then nothing is taken).
-func (r *recorder) take() (changes map[policy.Ref]*policy.Object, recheckAll, ok bool) {
+func (r *recorder) take() (changes map[policy.Ref]*policy.Object, seen time.Time, recheckAll, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.synced {
-		return nil, false, false
+		return nil, time.Time{}, false, false
 	}
-	changes, recheckAll = r.pending, r.recheckAll
-	r.pending, r.recheckAll = map[policy.Ref]*policy.Object{}, false
-	return changes, recheckAll, true
+	changes, seen, recheckAll = r.pending, r.first, r.recheckAll
+	r.pending, r.first, r.recheckAll = map[policy.Ref]*policy.Object{}, time.Time{}, false
+	return changes, seen, recheckAll, true
 }
 
 func (r *recorder) storeProblems() []error {

@@ -584,3 +584,77 @@ func TestPodMovingAwayReleasesItsInterface(t *testing.T) {
 		t.Fatalf("web2 published as %+v, want local on cali1", p)
 	}
 }
+
+// TestLastChangeSeen checks /status's lastChangeSeen: the time the datastore
+// reported noticing the change (store.Observer), else the Upsert's own time,
+// carried over to the retry when the Sync that should apply it fails.
+func TestLastChangeSeen(t *testing.T) {
+	app := newFakeApplier()
+	l := startLoop(t, app, app, nil)
+	upsertAll(l.h, decode(t, "pods.yaml", basePods))
+	l.h.Synced()
+	l.advance(t, DefaultDebounce)
+	app.waitSyncs(t, 1)
+
+	// The datastore saw the change 3 ms before delivering it.
+	obs, ok := l.h.(store.Observer)
+	if !ok {
+		t.Fatal("the agent's handler does not implement store.Observer")
+	}
+	seen := l.clock.Now()
+	obs.Observed(seen)
+	l.clock.Advance(3 * time.Millisecond)
+	l.h.Upsert(decode(t, "a.yaml", netpol("p1", "web", 80))[0])
+	l.advance(t, DefaultDebounce)
+	app.waitSyncs(t, 2)
+	st := l.a.Status()
+	if !st.LastChangeSeen.Equal(seen) {
+		t.Fatalf("lastChangeSeen %v, want the observed %v", st.LastChangeSeen, seen)
+	}
+	if got := st.LastSync.Sub(st.LastChangeSeen); got != 3*time.Millisecond+DefaultDebounce {
+		t.Fatalf("lastSync - lastChangeSeen = %v, want 3ms + debounce", got)
+	}
+
+	// Without an Observed call since, the Upsert stamps itself; a failed
+	// Sync hands that time to its retry.
+	app.mu.Lock()
+	app.fail = 1
+	app.mu.Unlock()
+	l.clock.Advance(time.Second)
+	upserted := l.clock.Now()
+	obs.Observed(upserted) // what the directory datastore does before each event
+	l.h.Upsert(decode(t, "a.yaml", netpol("p2", "web", 81))[0])
+	l.advance(t, DefaultDebounce)
+	waitCalls(t, app, 3)
+	l.advance(t, DefaultRetryMin)
+	app.waitSyncs(t, 3)
+	if st := l.a.Status(); !st.LastChangeSeen.Equal(upserted) {
+		t.Fatalf("after the retry lastChangeSeen %v, want %v (the failed batch's change)", st.LastChangeSeen, upserted)
+	}
+}
+
+// TestDeliveredEndsTheDebounce checks that a datastore's Delivered (the
+// burst it noticed is complete) runs the batch at once, while changes
+// without it still wait for the debounce.
+func TestDeliveredEndsTheDebounce(t *testing.T) {
+	app := newFakeApplier()
+	l := startLoop(t, app, app, nil)
+	upsertAll(l.h, decode(t, "pods.yaml", basePods))
+	l.h.Synced()
+	l.advance(t, DefaultDebounce)
+	app.waitSyncs(t, 1)
+
+	obs := l.h.(store.Observer)
+	obs.Observed(l.clock.Now())
+	l.h.Upsert(decode(t, "a.yaml", netpol("p1", "web", 80))[0])
+	time.Sleep(20 * time.Millisecond)
+	if n := app.syncs(); n != 1 {
+		t.Fatalf("%d syncs before Delivered and the debounce, want 1", n)
+	}
+	start := l.clock.Now()
+	obs.Delivered()
+	app.waitSyncs(t, 2) // the fake clock does not move
+	if st := l.a.Status(); !st.LastSync.Equal(start) {
+		t.Fatalf("synced at %v, want %v (no debounce after Delivered)", st.LastSync, start)
+	}
+}

@@ -16,7 +16,9 @@
 //	     ▼                                                                   ▼
 //	loop goroutine (the only one that computes) ◄──────────────── kick (chan, coalesced)
 //	  debounce: a batch runs Debounce after the last kick, at most MaxDelay
-//	  after the first; nothing runs before the datastore's Synced
+//	  after the first, or at once when the datastore says it has delivered
+//	  all it noticed (store.Observer.Delivered: the directory datastore
+//	  after each inotify read); nothing runs before the datastore's Synced
 //	     │ batch = every change recorded so far
 //	     ▼
 //	normalizer: policy.Normalize of the changed objects (plus dependents of

@@ -57,7 +57,11 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-a.rec.kick:
 			gen := a.rec.gen.Load()
 			now := clk.Now()
-			batchT.Reset(a.deb.kick(now).Sub(now))
+			due := a.deb.kick(now)
+			if a.rec.takeDelivered() {
+				due = now // the datastore's burst is complete: no need to wait for more
+			}
+			batchT.Reset(due.Sub(now))
 			a.seen.Store(gen)
 		case <-batchT.C():
 			a.deb.fire()
@@ -80,11 +84,16 @@ func (a *Agent) loop(ctx context.Context) {
 // batch applies everything recorded since the last batch and syncs the
 // table when it changed (or when the last Sync failed).
 func (a *Agent) batch() {
-	changes, recheckAll, ok := a.rec.take()
+	changes, seen, recheckAll, ok := a.rec.take()
 	if !ok {
 		return // the initial list is not complete: a partial table would drop rules
 	}
 	needSync := !a.lastOK
+	// A failed Sync's changes are applied by the retry: it inherits when
+	// they were seen.
+	if !a.unsyncedSeen.IsZero() && (seen.IsZero() || a.unsyncedSeen.Before(seen)) {
+		seen = a.unsyncedSeen
+	}
 	if len(changes) == 0 && !recheckAll && len(a.pub.pending) == 0 && !needSync {
 		return
 	}
@@ -98,13 +107,13 @@ func (a *Agent) batch() {
 	compiled := a.cfg.Clock.Now()
 	a.logProblems()
 	if delta.Empty() && !needSync {
-		a.record(start, compiled, nil, false)
+		a.record(start, compiled, seen, nil, false)
 		return
 	}
 	err := a.cfg.Applier.Sync(a.eng.Table())
-	a.record(start, compiled, err, true)
+	a.record(start, compiled, seen, err, true)
 	if err != nil {
-		a.lastOK = false
+		a.lastOK, a.unsyncedSeen = false, seen
 		if a.retryDelay == 0 {
 			a.retryDelay = a.cfg.RetryMin
 		} else {
@@ -114,7 +123,7 @@ func (a *Agent) batch() {
 		a.log.Error("sync failed; the kernel keeps its previous state", "error", err, "retry", a.retryDelay.String())
 		return
 	}
-	a.lastOK, a.retryDelay = true, 0
+	a.lastOK, a.retryDelay, a.unsyncedSeen = true, 0, time.Time{}
 	a.retry.Stop()
 	if !a.synced {
 		a.synced = true

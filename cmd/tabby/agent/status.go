@@ -18,6 +18,7 @@ import (
 type snapshot struct {
 	LastBatch        time.Time
 	LastSync         time.Time
+	ChangeSeen       time.Time // when the datastore saw the earliest change the last sync applied
 	LastSyncDuration time.Duration
 	CompileDuration  time.Duration
 	Syncs            uint64
@@ -35,11 +36,17 @@ type snapshot struct {
 
 // Status is the /status document.
 type Status struct {
-	Node              string    `json:"node"`
-	Ready             bool      `json:"ready"`
-	Alive             bool      `json:"alive"`
-	LastBatch         time.Time `json:"lastBatch,omitzero"`
-	LastSync          time.Time `json:"lastSync,omitzero"`
+	Node      string    `json:"node"`
+	Ready     bool      `json:"ready"`
+	Alive     bool      `json:"alive"`
+	LastBatch time.Time `json:"lastBatch,omitzero"`
+	LastSync  time.Time `json:"lastSync,omitzero"`
+	// LastChangeSeen is when the datastore saw the earliest change that the
+	// last successful sync applied (an inotify event, a watch event); zero
+	// when that sync applied no datastore change (a retry, an interface
+	// that appeared). LastSync minus it is the agent's change-to-enforced
+	// latency.
+	LastChangeSeen    time.Time `json:"lastChangeSeen,omitzero"`
 	LastSyncDuration  string    `json:"lastSyncDuration,omitempty"`
 	CompileDuration   string    `json:"compileDuration,omitempty"`
 	Syncs             uint64    `json:"syncs"`
@@ -57,8 +64,9 @@ type Status struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-// record updates the snapshot after a batch; synced says Sync was called.
-func (a *Agent) record(start, compiled time.Time, syncErr error, synced bool) {
+// record updates the snapshot after a batch; seen is when its earliest change
+// was seen, synced says Sync was called.
+func (a *Agent) record(start, compiled, seen time.Time, syncErr error, synced bool) {
 	now := a.cfg.Clock.Now()
 	var probs []string
 	a.norm.problems(func(ref policy.Ref, errs []error, kept bool) {
@@ -86,7 +94,7 @@ func (a *Agent) record(start, compiled time.Time, syncErr error, synced bool) {
 		s.Syncs++
 		s.SyncError = errString(syncErr)
 		if syncErr == nil {
-			s.LastSync, s.LastSyncDuration = now, now.Sub(compiled)
+			s.LastSync, s.LastSyncDuration, s.ChangeSeen = now, now.Sub(compiled), seen
 		}
 	}
 	s.Policies, s.Endpoints, s.LocalEndpoints = len(a.norm.policies), eps, local
@@ -101,7 +109,7 @@ func (a *Agent) Status() Status {
 	a.mu.Unlock()
 	st := Status{
 		Node: a.cfg.Node, Ready: a.Ready(), Alive: a.Alive(),
-		LastBatch: s.LastBatch, LastSync: s.LastSync, Syncs: s.Syncs, LastSyncError: s.SyncError,
+		LastBatch: s.LastBatch, LastSync: s.LastSync, LastChangeSeen: s.ChangeSeen, Syncs: s.Syncs, LastSyncError: s.SyncError,
 		LastReconcile: s.LastReconcile, ReconcileError: s.ReconcileError, Repairs: s.Repairs,
 		Policies: s.Policies, Endpoints: s.Endpoints, LocalEndpoints: s.LocalEndpoints,
 		NetworkSets: s.NetworkSets, PendingInterfaces: s.Pending,

@@ -124,6 +124,13 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 	defer t.c.mu.Unlock()
 	was := t.armed
 	t.drain() // Go 1.23 semantics: no stale value after Reset
+	if d <= 0 {
+		// As time.Timer: a timer reset to a zero or negative duration fires
+		// at once, without waiting for Advance.
+		t.armed = false
+		t.ch <- t.c.now
+		return was
+	}
 	t.at, t.armed = t.c.now.Add(d), true
 	if !slices.Contains(t.c.timers, t) {
 		t.c.timers = append(t.c.timers, t)
