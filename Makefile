@@ -18,8 +18,10 @@ build:
 # The test command CI runs: lint, then every test (unit, golden, conformance corpus).
 test: lint unit
 
+# -timeout: e2e/lab runs real labs for ~5-6 min (the 30-s API server outage and client-go's reconnect
+# backoff alone take up to ~2 min); go test's default 10 min per package would leave no margin on CI.
 unit:
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 25m $(PKGS)
 
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -59,7 +61,9 @@ kube-tools:
 
 # Regenerate the CRDs (deploy/crds) and the deepcopy functions of policy/api/v1alpha1 from the Go types,
 # with the controller-gen version pinned in deploy/generate.sh (installed on first use into
-# $(TABBY_CACHE)/tools, default ~/.cache/tabby). deploy's tests fail when the checked-in files are stale.
+# $(TABBY_CACHE)/tools, default ~/.cache/tabby); copy the upstream ClusterNetworkPolicy CRD from the
+# network-policy-api module (deploy/crds/upstream); render deploy/tabby.yaml with kubectl kustomize (hence
+# kube-tools, a sub-second check once cached). deploy's tests fail when the checked-in files are stale.
 .PHONY: generate
-generate:
+generate: kube-tools
 	./deploy/generate.sh

@@ -45,22 +45,38 @@ func TestCRDsUpToDate(t *testing.T) {
 	}
 	readInputs(t, "generate.sh", "crds", "../policy/api", "../go.mod", "../go.sum")
 	tmp := t.TempDir()
-	crdDir, objDir := filepath.Join(tmp, "crds"), filepath.Join(tmp, "object")
-	cmd := exec.Command("bash", "generate.sh")
-	cmd.Env = append(os.Environ(), "CRD_DIR="+crdDir, "OBJECT_DIR="+objDir)
+	crdDir, objDir, upDir := filepath.Join(tmp, "crds"), filepath.Join(tmp, "object"), filepath.Join(tmp, "upstream")
+	// Steps named: the third, manifest, renders the checked-in files and is
+	// TestManifestUpToDate's.
+	cmd := exec.Command("bash", "generate.sh", "crds", "upstream")
+	cmd.Env = append(os.Environ(), "CRD_DIR="+crdDir, "OBJECT_DIR="+objDir, "UPSTREAM_DIR="+upDir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("deploy/generate.sh failed (it installs controller-gen with `go install`, which needs the Go module proxy): %v\n%s", err, out)
 	}
 
 	generated := yamlFiles(t, crdDir)
-	checkedIn := yamlFiles(t, "crds")
-	if strings.Join(generated, " ") != strings.Join(checkedIn, " ") {
-		t.Errorf("deploy/crds has %v, controller-gen makes %v: run make generate", checkedIn, generated)
+	have := yamlFiles(t, "crds")
+	if strings.Join(generated, " ") != strings.Join(have, " ") {
+		t.Errorf("deploy/crds has %v, controller-gen makes %v: run make generate", have, generated)
 	}
 	for _, f := range generated {
 		same(t, filepath.Join(crdDir, f), filepath.Join("crds", f))
 	}
 	same(t, filepath.Join(objDir, "zz_generated.deepcopy.go"), filepath.Join("..", "policy", "api", "v1alpha1", "zz_generated.deepcopy.go"))
+
+	// The upstream ClusterNetworkPolicy CRD: a copy of the module's at the
+	// version go.mod requires, and the only CRD in crds/upstream.
+	upstream, err := filepath.Glob(filepath.Join(upDir, "*.yaml"))
+	if err != nil || len(upstream) != 1 {
+		t.Fatalf("generate.sh upstream made %v (%v), want one CRD", upstream, err)
+	}
+	same(t, upstream[0], filepath.Join("crds", "upstream", filepath.Base(upstream[0])))
+	checkedIn, _ := filepath.Glob(filepath.Join("crds", "upstream", "*.yaml"))
+	want := []string{filepath.Join("crds", "upstream", "kustomization.yaml"), filepath.Join("crds", "upstream", filepath.Base(upstream[0]))}
+	sort.Strings(want)
+	if strings.Join(checkedIn, " ") != strings.Join(want, " ") {
+		t.Errorf("deploy/crds/upstream has %v, want %v", checkedIn, want)
+	}
 }
 
 // yamlFiles lists the generated CRD files of dir (not kustomization.yaml).

@@ -11,14 +11,19 @@ import (
 )
 
 // Source locates a decoded document: File and its 1-based document number.
+// An object read from an API rather than a file has Doc 0 and a File naming
+// the resource (kubestore: "kubernetes:networkpolicies.networking.k8s.io").
 type Source struct {
 	File string
 	Doc  int
 }
 
 func (s Source) String() string {
-	if s.File == "" {
+	switch {
+	case s.File == "":
 		return fmt.Sprintf("document %d", s.Doc)
+	case s.Doc == 0:
+		return s.File
 	}
 	return fmt.Sprintf("%s (document %d)", s.File, s.Doc)
 }

@@ -14,6 +14,7 @@ BenchmarkIndexLabelUpdate/relabel-2  45494  27071 ns/op  36940 updates/s
 BenchmarkThroughput-2   1  12157789541 ns/op  3.97 Gbit/s-0  0.97 ratio-2000
 BenchmarkThroughput-2   1  12157789541 ns/op  3.90 Gbit/s-0  0.96 ratio-2000
 BenchmarkThroughput-2   1  12157789541 ns/op  3.80 Gbit/s-0  0.50 ratio-2000
+BenchmarkKubeApplyToEnforced-2   1  33102901192 ns/op  108.8 kubectl-ms-p50  139.9 kubectl-ms-p99  10.27 ms-p50  14.42 ms-p99
 PASS
 `
 
@@ -38,6 +39,14 @@ func TestParseAndTargets(t *testing.T) {
 	if missed := printTable(&out, res, order); missed != 0 {
 		t.Errorf("missed %d targets:\n%s", missed, out.String())
 	}
+	// A figure without a target is described, never missed.
+	if !strings.Contains(out.String(), "NetworkPolicy server-side apply -> enforced on every node") {
+		t.Errorf("no description of a figure without a target:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "<= 0") {
+		t.Errorf("a description printed as a bound:\n%s", out.String())
+	}
+
 	// A median over a target is reported as missed.
 	res[key{"BenchmarkFullCompile", "ms/compile"}] = []float64{400, 410, 420}
 	out.Reset()

@@ -1,21 +1,13 @@
-// Command tabby is Tabby's node binary. Today it has one command, the agent:
-//
-//	tabby agent --node NAME --manifests DIR [flags]
-//
-// The agent watches a directory of manifests, compiles the policies for this
-// node's pods and keeps the node's nftables table "inet tabby" equal to the
-// result (see package cmd/tabby/agent for the pipeline). On SIGTERM or
-// SIGINT it stops and leaves the kernel table in place: enforcement never
-// lapses across a restart.
-//
-// Exit codes: 0 after a signal, 1 on a runtime failure, 2 on bad usage.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // usageError marks bad input: exit code 2.
@@ -26,36 +18,56 @@ func (e *usageError) Unwrap() error { return e.err }
 
 func badInput(format string, a ...any) error { return &usageError{fmt.Errorf(format, a...)} }
 
+// isUsageError reports whether err is bad input (exit code 2).
+func isUsageError(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue)
+}
+
 const usage = `usage: tabby <command> [flags]
 
 commands:
-  agent --node NAME --manifests DIR [flags]   run the node agent (tabby agent -h lists the flags)
+  agent [--node NAME] [flags]         run the node agent (tabby agent -h lists the flags)
+  health [--addr HOST:PORT] [--ready] exit 0 iff the agent's /healthz (/readyz) answers 200
+  version                             print the build version
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	err := dispatch(args, stdout, stderr)
+// run runs one command until it ends or ctx does (a signal) and returns the
+// exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
 	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(stderr, "tabby:", err)
-	var ue *usageError
-	if errors.As(err, &ue) {
+	if isUsageError(err) {
 		return 2
 	}
 	return 1
 }
 
-func dispatch(args []string, stdout, stderr io.Writer) error {
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 1 {
 		return badInput("missing command\n%s", usage)
 	}
 	switch args[0] {
 	case "agent":
-		return agentCommand(args[1:], stdout, stderr)
+		return agentCommand(ctx, args[1:], stdout, stderr)
+	case "health":
+		return healthCommand(ctx, args[1:], stdout)
+	case "version":
+		if len(args) > 1 {
+			return badInput("version: unexpected argument %q", args[1])
+		}
+		fmt.Fprintln(stdout, buildVersion())
+		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

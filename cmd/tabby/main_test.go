@@ -36,16 +36,23 @@ func TestUsage(t *testing.T) {
 		{nil, 2, "missing command"},
 		{[]string{"nope"}, 2, "unknown command"},
 		{[]string{"agent", "--manifests", dir}, 2, "--node is required"},
-		{[]string{"agent", "--node", "n1"}, 2, "--manifests is required"},
+		{[]string{"agent", "--node", "n1", "--datastore", "manifests"}, 2, "--manifests is required"},
 		{[]string{"agent", "--node", "n1", "--manifests", filepath.Join(dir, "missing")}, 2, "not a readable directory"},
 		{[]string{"agent", "--node", "n1", "--manifests", dir, "--log-format", "xml"}, 2, "--log-format"},
 		{[]string{"agent", "--node", "n1", "--manifests", dir, "--interface-discovery", "arp"}, 2, "--interface-discovery"},
 		{[]string{"agent", "--node", "n1", "--manifests", dir, "--log-level", "loud"}, 2, "--log-level"},
+		// The kubernetes datastore (the default) without a cluster or a kubeconfig.
+		{[]string{"agent", "--node", "n1"}, 2, "not running in a cluster"},
+		{[]string{"agent", "--node", "n1", "--kubeconfig", filepath.Join(dir, "missing")}, 2, "kubeconfig " + filepath.Join(dir, "missing")},
+		{[]string{"agent", "--node", "N_1", "--kubeconfig", writeKubeconfig(t, "https://127.0.0.1:1")}, 2, "node name"},
+		{[]string{"version", "x"}, 2, "unexpected argument"},
 		{[]string{"help"}, 0, ""},
+		{[]string{"agent", "-h"}, 0, ""},
+		{[]string{"health", "-h"}, 0, ""},
 	} {
 		var stdout, stderr bytes.Buffer
-		t.Setenv("NODE_NAME", "")
-		if code := run(tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+		clearAgentEnv(t)
+		if code := run(context.Background(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
 			t.Errorf("tabby %q: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.msg)
 		}
 	}

@@ -19,14 +19,17 @@ import (
 
 const labUsage = `usage:
   tabbyctl lab up -f FILE... --nodes N [--state-dir DIR] [--name NAME] [--tabby PATH] [--ready-timeout D]
-  tabbyctl lab apply -f FILE... [--state-dir DIR]     replace the running lab's manifests (pods may come and go) and wait
-                                                     until every agent has enforced them
+                 [--kubernetes [--deploy FILE]]   Kubernetes mode: etcd + kube-apiserver in netns NAME-cp, objects
+                                                  created through the API, agents reading it (kubectl works too)
+  tabbyctl lab apply -f FILE... [--state-dir DIR]     replace the running lab's manifests (pods may come and go; in
+                                                     Kubernetes mode through the API) and wait until every agent has
+                                                     enforced them
   tabbyctl lab probe [-o json|table] [--timeout D] [--concurrency N] [--state-dir DIR]
   tabbyctl lab down [--state-dir DIR] [--name NAME]
 `
 
-// labCommand dispatches `tabbyctl lab ...`. "serve" is internal: the pod
-// servers `lab up` starts.
+// labCommand dispatches `tabbyctl lab ...`. "serve" and "forward" are
+// internal: the pod servers and the API forwarder `lab up` starts.
 func labCommand(args []string, stdout io.Writer) error {
 	if len(args) < 1 {
 		return badInput("lab: missing subcommand\n%s", labUsage)
@@ -45,6 +48,8 @@ func labCommand(args []string, stdout io.Writer) error {
 		err = labDown(ctx, args[1:])
 	case "serve":
 		err = labServe(ctx, args[1:])
+	case "forward":
+		err = labForward(ctx, args[1:])
 	default:
 		return badInput("lab: unknown subcommand %q\n%s", args[0], labUsage)
 	}
@@ -82,6 +87,8 @@ func labUp(ctx context.Context, args []string, stdout io.Writer) error {
 	name := fs.String("name", lab.DefaultName, "prefix of the lab's namespace names")
 	tabby := fs.String("tabby", "", "agent binary (default: tabby next to tabbyctl)")
 	ready := fs.Duration("ready-timeout", lab.DefaultReadyTimeout, "wait for each server and agent")
+	kube := fs.Bool("kubernetes", false, "Kubernetes mode: a real API server, objects created through it")
+	deploy := fs.String("deploy", "", "Kubernetes mode: manifest with the CRDs and agent RBAC (default: "+lab.DefaultDeploy+" of this checkout)")
 	if err := parseLabFlags(fs, args); err != nil {
 		return err
 	}
@@ -90,10 +97,12 @@ func labUp(ctx context.Context, args []string, stdout io.Writer) error {
 		return badInput("lab up: at least one -f FILE is required")
 	case *nodes < 1:
 		return badInput("lab up: --nodes N (1..%d) is required", lab.MaxNodes)
+	case *deploy != "" && !*kube:
+		return badInput("lab up: --deploy needs --kubernetes")
 	}
 	start := time.Now()
 	l, err := lab.Up(ctx, lab.Config{Files: files, Nodes: *nodes, StateDir: *stateDir, Name: *name,
-		Tabby: *tabby, ReadyTimeout: *ready})
+		Tabby: *tabby, ReadyTimeout: *ready, Kubernetes: *kube, Deploy: *deploy})
 	if err != nil {
 		return err
 	}
@@ -111,6 +120,10 @@ func labUp(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if ks := st.Kubernetes; ks != nil {
+		fmt.Fprintf(stdout, "\nAPI server %s in netns %s (agents use it with deploy's RBAC); from this host:\n"+
+			"  kubectl --kubeconfig %s get pods -A -o wide\n", ks.URL, ks.Netns, ks.Kubeconfig)
 	}
 	fmt.Fprintf(stdout, "\nlab up in %.1fs; state: %s; next: tabbyctl lab probe --state-dir %s\n",
 		time.Since(start).Seconds(), lab.StateFile(st.StateDir), st.StateDir)
@@ -214,4 +227,26 @@ func labServe(ctx context.Context, args []string) error {
 		cfg.Ready = f
 	}
 	return lab.Serve(ctx, cfg)
+}
+
+// labForward is the API forwarder `lab up --kubernetes` starts in the
+// background: loopback of the root namespace to the control plane's namespace.
+func labForward(ctx context.Context, args []string) error {
+	fs := labFlags("lab forward")
+	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	netns := fs.String("netns", "", "namespace path to connect from")
+	to := fs.String("to", "", "address to connect to, inside --netns")
+	readyFD := fs.Int("ready-fd", -1, "file descriptor to report readiness (and the address) on")
+	if err := parseLabFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := lab.ForwardConfig{Listen: *listen, Netns: *netns, To: *to}
+	if *readyFD >= 0 {
+		f := os.NewFile(uintptr(*readyFD), "ready")
+		if f == nil {
+			return badInput("lab forward: --ready-fd %d: not a file descriptor", *readyFD)
+		}
+		cfg.Ready = f
+	}
+	return lab.Forward(ctx, cfg)
 }

@@ -2,15 +2,11 @@ package kubetest
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,57 +71,6 @@ func TestBinDir(t *testing.T) {
 	if got := BinDir(); got != "/opt/kube" {
 		t.Errorf("BinDir with TABBY_KUBE_BIN = %q, want /opt/kube", got)
 	}
-}
-
-func TestPKI(t *testing.T) {
-	p, err := newPKI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(p.caPEM) {
-		t.Fatal("CA PEM does not parse")
-	}
-	serving, err := p.serving(net.ParseIP("10.96.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := parseCert(t, serving.CertPEM)
-	for _, name := range []string{"127.0.0.1", "localhost", "kubernetes.default.svc", "10.96.0.1"} {
-		if _, err := sc.Verify(x509.VerifyOptions{DNSName: name, Roots: roots,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-			t.Errorf("serving certificate not valid for %s: %v", name, err)
-		}
-	}
-	client, err := p.client("alice", "devs", "system:masters")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc := parseCert(t, client.CertPEM)
-	if _, err := cc.Verify(x509.VerifyOptions{Roots: roots,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		t.Errorf("client certificate does not verify for client auth: %v", err)
-	}
-	if cc.Subject.CommonName != "alice" || !slices.Equal(cc.Subject.Organization, []string{"devs", "system:masters"}) {
-		t.Errorf("client subject = %v, want CN=alice O=[devs system:masters]", cc.Subject)
-	}
-	if _, err := cc.Verify(x509.VerifyOptions{DNSName: "localhost", Roots: roots,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
-		t.Error("client certificate must not be usable as a serving certificate")
-	}
-}
-
-func parseCert(t *testing.T, pemBytes []byte) *x509.Certificate {
-	t.Helper()
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		t.Fatal("no PEM block")
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // TestCluster drives one real cluster through the operations Tabby's
@@ -307,9 +252,13 @@ func testRestart(ctx context.Context, t *testing.T, c *Cluster, ns string) {
 
 func TestStopKillsProcessGroups(t *testing.T) {
 	c := Start(t)
-	c.mu.Lock()
-	pids := []int{c.etcd.cmd.Process.Pid, c.apiserver.cmd.Process.Pid}
-	c.mu.Unlock()
+	var pids []int
+	for _, p := range c.Processes() {
+		pids = append(pids, p.PID)
+	}
+	if len(pids) != 2 {
+		t.Fatalf("processes %+v, want etcd and kube-apiserver", c.Processes())
+	}
 	c.Stop()
 	c.Stop() // idempotent
 	for _, pid := range pids {
@@ -385,32 +334,4 @@ func names(nss []corev1.Namespace) []string {
 		out = append(out, n.Name)
 	}
 	return out
-}
-
-func TestSweepStaleDataDirs(t *testing.T) {
-	parent := t.TempDir()
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	for name, pid := range map[string]int{"tabby-kubetest-dead": dead.Process.Pid, "tabby-kubetest-live": os.Getpid()} {
-		d := filepath.Join(parent, name)
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// No owner file: possibly being created by another test binary right now.
-	if err := os.Mkdir(filepath.Join(parent, "tabby-kubetest-new"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sweepStaleDataDirs(parent)
-	for name, want := range map[string]bool{"tabby-kubetest-dead": false, "tabby-kubetest-live": true, "tabby-kubetest-new": true} {
-		_, err := os.Stat(filepath.Join(parent, name))
-		if got := err == nil; got != want {
-			t.Errorf("%s exists = %v, want %v", name, got, want)
-		}
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/e2e/probe"
+	"github.com/tabbynet/tabby/policy"
 )
 
 // startServer starts `tabbyctl lab serve` for a pod with ports and waits
@@ -60,9 +61,14 @@ func (l *Lab) startServer(p *PodState) error {
 // agents start their first sync in parallel.
 func (l *Lab) startAgent(nd *NodeState) error {
 	log := filepath.Join(l.st.StateDir, logsDir, "agent-"+nd.Name+".log")
-	args := append([]string{l.cfg.Tabby, "agent", "--node", nd.Name,
-		"--manifests", filepath.Dir(l.st.Manifests), "--health-addr", nd.HealthAddr, "--log-format", "text"},
-		l.cfg.AgentArgs...)
+	source := []string{"--manifests", filepath.Dir(l.st.Manifests)}
+	if l.st.Kubernetes != nil {
+		// As the DaemonSet runs it, with deploy's identity and RBAC.
+		source = []string{"--kubeconfig", nd.Kubeconfig}
+	}
+	args := append(append([]string{l.cfg.Tabby, "agent", "--node", nd.Name}, source...),
+		"--health-addr", nd.HealthAddr, "--log-format", "text")
+	args = append(args, l.cfg.AgentArgs...)
 	proc, run, err := l.startDetached(args, log, nd.Netns)
 	if err != nil {
 		return err
@@ -166,13 +172,19 @@ func (l *Lab) waitReady(ctx context.Context, nd NodeState) error {
 
 // AgentStatus is the part of an agent's /status the lab reads.
 type AgentStatus struct {
-	Node              string    `json:"node"`
-	Ready             bool      `json:"ready"`
-	LastBatch         time.Time `json:"lastBatch"`
-	LastSync          time.Time `json:"lastSync"`
+	Node      string    `json:"node"`
+	Ready     bool      `json:"ready"`
+	LastBatch time.Time `json:"lastBatch"`
+	LastSync  time.Time `json:"lastSync"`
+	// LastChangeSeen is when the agent's datastore saw the earliest change
+	// the last successful sync applied (zero: it applied none).
+	LastChangeSeen    time.Time `json:"lastChangeSeen"`
 	Syncs             uint64    `json:"syncs"`
 	LastSyncError     string    `json:"lastSyncError"`
+	Policies          int       `json:"policies"`
+	Endpoints         int       `json:"endpoints"`
 	LocalEndpoints    int       `json:"localEndpoints"`
+	NetworkSets       int       `json:"networkSets"`
 	PendingInterfaces []string  `json:"pendingInterfaces"`
 	Errors            []string  `json:"errors"`
 }
@@ -203,6 +215,55 @@ func (l *Lab) Status(ctx context.Context, node string) (*AgentStatus, error) {
 // and the batch that does see it follows within the agent's debounce.
 const quietPeriod = 100 * time.Millisecond
 
+// kubeQuietPeriod replaces quietPeriod in Kubernetes mode for a batch that
+// carries evidence of having applied the lab's writes (see syncEvidence).
+// That rules out the batch that was already running at the write; what is
+// left is a watch event of the same writes that reaches the agent after
+// the batch that applied the others. Such stragglers trail by milliseconds,
+// and the counts catch those that create or delete objects. Should one
+// still come later, the tests re-probe every difference from the
+// prediction with a long timeout, so it costs time, not a wrong verdict.
+const kubeQuietPeriod = 20 * time.Millisecond
+
+// syncEvidence is what an agent's /status must show, besides a batch after
+// the writes, for WaitSynced to use kubeQuietPeriod: the batch was a
+// successful sync that applied a change the agent saw after the last write
+// began (lastChangeSeen), and the agent holds as many policies, endpoints
+// (local ones on its node) and network sets as the lab's desired state
+// normalises to. Counts catch the common way a sync can have applied only
+// part of the writes (an object created or deleted whose event is still on
+// its way); a change that keeps the counts is covered by the quiet period.
+type syncEvidence struct {
+	policies, endpoints, netsets int
+	local                        map[string]int // by node name
+}
+
+// evidence computes the counts of the lab's desired state; nil (no
+// evidence: the full quiet period) outside Kubernetes mode or when the
+// objects do not normalise cleanly.
+func (l *Lab) evidence() *syncEvidence {
+	if l.kube == nil {
+		return nil
+	}
+	m, errs := policy.Normalize(l.objs)
+	if len(errs) > 0 {
+		return nil
+	}
+	ev := &syncEvidence{policies: len(m.Policies), endpoints: len(m.Endpoints), netsets: len(m.NetworkSets),
+		local: map[string]int{}}
+	for _, ep := range m.Endpoints {
+		ev.local[ep.Node]++
+	}
+	return ev
+}
+
+// shows reports whether st is a sync after since with ev's counts on node.
+func (ev *syncEvidence) shows(st *AgentStatus, node string, since time.Time) bool {
+	return ev != nil && st.LastSync.Equal(st.LastBatch) && !st.LastChangeSeen.Before(since) &&
+		st.Policies == ev.policies && st.Endpoints == ev.endpoints && st.NetworkSets == ev.netsets &&
+		st.LocalEndpoints == ev.local[node]
+}
+
 // DefaultSyncTimeout bounds WaitSynced when ctx has no deadline.
 const DefaultSyncTimeout = 20 * time.Second
 
@@ -210,10 +271,31 @@ const DefaultSyncTimeout = 20 * time.Second
 // its /status shows a batch that ended after the update, unchanged for
 // quietPeriod, no pending pod interfaces, no sync error and no object
 // errors. Without a pending update it returns at once.
+//
+// In Kubernetes mode, an agent whose last batch shows that it applied the
+// writes (a sync of a change seen after the last write began, with the
+// policy, endpoint and network-set counts of the desired state) needs to
+// stay the last one only for kubeQuietPeriod.
 func (l *Lab) WaitSynced(ctx context.Context) error {
 	if l.updated.IsZero() {
 		return nil
 	}
+	if err := l.waitSynced(ctx, l.updated, l.evidence()); err != nil {
+		return err
+	}
+	l.updated = time.Time{}
+	return nil
+}
+
+// WaitSyncedAfter is WaitSynced for a change the lab did not make itself
+// (kubectl, a client of Kube): it waits until every agent shows a batch
+// that ended after since, unchanged for the quiet period, with no pending
+// interfaces and no errors. Take since before making the change.
+func (l *Lab) WaitSyncedAfter(ctx context.Context, since time.Time) error {
+	return l.waitSynced(ctx, since, nil)
+}
+
+func (l *Lab) waitSynced(ctx context.Context, since time.Time, ev *syncEvidence) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultSyncTimeout)
@@ -222,17 +304,13 @@ func (l *Lab) WaitSynced(ctx context.Context) error {
 	errs := make([]error, len(l.st.Nodes))
 	var wg sync.WaitGroup
 	for i, nd := range l.st.Nodes {
-		wg.Go(func() { errs[i] = l.waitNodeSynced(ctx, nd, l.updated) })
+		wg.Go(func() { errs[i] = l.waitNodeSynced(ctx, nd, since, ev) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	l.updated = time.Time{}
-	return nil
+	return errors.Join(errs...)
 }
 
-func (l *Lab) waitNodeSynced(ctx context.Context, nd NodeState, since time.Time) error {
+func (l *Lab) waitNodeSynced(ctx context.Context, nd NodeState, since time.Time, ev *syncEvidence) error {
 	var (
 		seen    time.Time // LastBatch as last observed
 		seenAt  time.Time // when it was first observed
@@ -250,8 +328,14 @@ func (l *Lab) waitNodeSynced(ctx context.Context, nd NodeState, since time.Time)
 		switch {
 		case !st.LastBatch.After(since):
 			problem = "no batch after the update yet"
-		case len(st.Errors) > 0:
+		case len(st.Errors) > 0 && l.st.Kubernetes == nil:
 			return l.agentErr(nd, fmt.Errorf("reports errors: %s", strings.Join(st.Errors, "; ")))
+		case len(st.Errors) > 0:
+			// Informers of different kinds deliver independently: a policy
+			// can arrive before the Tier it names, and is reported until
+			// the Tier follows (then re-normalised in the next batch). An
+			// error that stays ends the wait with ctx.
+			problem = "reports errors: " + strings.Join(st.Errors, "; ")
 		case st.LastSyncError != "":
 			problem = "sync failed: " + st.LastSyncError
 		case len(st.PendingInterfaces) > 0:
@@ -260,6 +344,8 @@ func (l *Lab) waitNodeSynced(ctx context.Context, nd NodeState, since time.Time)
 			seen, seenAt = st.LastBatch, now
 			problem = "still batching"
 		case now.Sub(seenAt) >= quietPeriod:
+			return nil
+		case now.Sub(seenAt) >= kubeQuietPeriod && ev.shows(st, nd.Name, since):
 			return nil
 		}
 		select {

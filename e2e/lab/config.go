@@ -49,7 +49,7 @@ type Config struct {
 	// StateDir holds lab.json, manifests/ and logs/ (default DefaultStateDir).
 	StateDir string
 	// Name prefixes every namespace (default DefaultName): <Name>-underlay,
-	// <Name>-node-<i>, <Name>-pod-<ns>-<pod>. Two labs with different names
+	// <Name>-node-<i>, <Name>-pod-<ns>-<pod> (and <Name>-cp in Kubernetes mode). Two labs with different names
 	// and state directories can run side by side.
 	Name string
 	// Tabby is the agent binary (default: "tabby" next to Tabbyctl);
@@ -61,6 +61,15 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// AgentArgs are extra flags for every `tabby agent`.
 	AgentArgs []string
+	// Kubernetes runs the lab in Kubernetes mode: a control plane (etcd and
+	// kube-apiserver) in the namespace <Name>-cp on the underlay, objects
+	// created through its API, agents reading from it (see the package
+	// documentation).
+	Kubernetes bool
+	// Deploy is the manifest whose CRDs and agent RBAC Kubernetes mode
+	// applies (default: DefaultDeploy, looked for above the working
+	// directory, then above Tabbyctl).
+	Deploy string
 }
 
 // ConfigError is bad input: invalid manifests, placement or options.
@@ -140,7 +149,7 @@ func podNetnsName(name, ns, pod string) string {
 // nothing else: Down deletes these even when no state file records them.
 func leftoverRE(name string) *regexp.Regexp {
 	q := regexp.QuoteMeta(name)
-	return regexp.MustCompile(`^` + q + `-(underlay|node-[1-9][0-9]*|pod-.+)$`)
+	return regexp.MustCompile(`^` + q + `-(underlay|cp|node-[1-9][0-9]*|pod-.+)$`)
 }
 
 // nodeAddr is node i's underlay address in the prefix (bridge = .1 / ::1).

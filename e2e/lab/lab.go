@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tabbynet/tabby/e2e/controlplane"
 	"github.com/tabbynet/tabby/policy"
 )
 
@@ -28,6 +29,8 @@ type Lab struct {
 	updated time.Time
 	// procs are the processes this Lab value started (nil after Open).
 	procs map[int]*running
+	// kube is the control plane's client side in Kubernetes mode.
+	kube *kubeRuntime
 }
 
 // Up builds a lab (see the package documentation). On failure it tears
@@ -51,6 +54,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	if err := cfg.findBinaries(); err != nil {
 		return nil, err
+	}
+	if cfg.Kubernetes {
+		if err := cfg.findKube(); err != nil {
+			return nil, err
+		}
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("lab: needs root (network namespaces, nftables, raw sockets)")
@@ -99,6 +107,30 @@ func (c *Config) findBinaries() error {
 	return nil
 }
 
+// findKube checks what Kubernetes mode needs before anything is built: the
+// control-plane binaries and the deploy manifest.
+func (c *Config) findKube() error {
+	if c.Deploy == "" {
+		p, err := findDeploy(c.Tabbyctl)
+		if err != nil {
+			return err
+		}
+		c.Deploy = p
+	}
+	abs, err := filepath.Abs(c.Deploy)
+	if err != nil {
+		return configErr("deploy manifest %s: %w", c.Deploy, err)
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.IsDir() {
+		return configErr("deploy manifest %s: not a file", abs)
+	}
+	c.Deploy = abs
+	if _, err := controlplane.FindBinaries(controlplane.BinDir()); err != nil {
+		return fmt.Errorf("lab: Kubernetes mode: %w", err)
+	}
+	return nil
+}
+
 // newState lays out names and addresses; nothing exists yet.
 func newState(cfg Config, p *plan) *State {
 	st := &State{
@@ -109,6 +141,11 @@ func newState(cfg Config, p *plan) *State {
 	}
 	if p.v6 {
 		st.Underlay.IPs = append(st.Underlay.IPs, bridgeAddr(underlayV6))
+	}
+	if cfg.Kubernetes {
+		st.Kubernetes = &KubeState{Netns: cpNetnsName(cfg.Name), IP: cpAddr(),
+			Dir: filepath.Join(cfg.StateDir, kubeDir), URL: "https://" + netipAddrPort(cpAddr(), APIServerPort),
+			Deploy: cfg.Deploy}
 	}
 	for i := 1; i <= cfg.Nodes; i++ {
 		nd := NodeState{Name: NodeName(i), Netns: nodeNetnsName(cfg.Name, i), PodCIDR: nodePodCIDR(i),
@@ -146,8 +183,20 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := l.buildUnderlay(ctx); err != nil {
 		return err
 	}
+	if l.st.Kubernetes != nil {
+		if err := l.buildControlPlane(ctx); err != nil {
+			return err
+		}
+	}
 	for i := range l.st.Nodes {
 		if err := l.buildNode(ctx, i+1); err != nil {
+			return err
+		}
+	}
+	if l.st.Kubernetes != nil {
+		// The kubelet's order: the objects exist before their pods are
+		// built; a pod's status follows once its network is up.
+		if err := l.kubeCreate(ctx); err != nil {
 			return err
 		}
 	}
@@ -164,6 +213,11 @@ func (l *Lab) build(ctx context.Context) error {
 			if err := l.startServer(p); err != nil {
 				return err
 			}
+		}
+	}
+	if l.st.Kubernetes != nil {
+		if err := l.kubeStatuses(ctx); err != nil {
+			return err
 		}
 	}
 	if err := l.writeManifests(l.objs); err != nil {
@@ -213,8 +267,15 @@ func Open(stateDir string) (*Lab, error) {
 	p := planFromState(st)
 	cfg := Config{Name: st.Name, StateDir: abs, Nodes: len(st.Nodes), ReadyTimeout: DefaultReadyTimeout,
 		Tabby: st.Tabby, Tabbyctl: st.Tabbyctl, AgentArgs: slices.Clone(st.AgentArgs)}
-	return &Lab{cfg: cfg,
-		st: st, plan: p, objs: objs, written: data, procs: map[int]*running{}}, nil
+	l := &Lab{cfg: cfg, st: st, plan: p, objs: objs, written: data, procs: map[int]*running{}}
+	if st.Kubernetes != nil {
+		cfg.Kubernetes, cfg.Deploy = true, st.Kubernetes.Deploy
+		if l.kube, err = openKube(st); err != nil {
+			return nil, err
+		}
+	}
+	l.cfg = cfg
+	return l, nil
 }
 
 // planFromState rebuilds the placement from a state file.
@@ -307,6 +368,12 @@ func (l *Lab) UpdateManifests(objs []policy.Object) error {
 // UpdateManifestsContext is UpdateManifests with a context for building
 // and tearing down pods.
 func (l *Lab) UpdateManifestsContext(ctx context.Context, objs []policy.Object) error {
+	return l.update(ctx, objs, nil)
+}
+
+// update is UpdateManifestsContext; in Kubernetes mode, a non-nil scope
+// limits the writes to the API server to those objects (Apply, Delete).
+func (l *Lab) update(ctx context.Context, objs []policy.Object, scope map[policy.Ref]bool) error {
 	d, err := diffPods(objs, l.plan, len(l.st.Nodes))
 	if err != nil {
 		return err
@@ -320,6 +387,25 @@ func (l *Lab) UpdateManifestsContext(ctx context.Context, objs []policy.Object) 
 	b, err := encodeObjects(placed)
 	if err != nil {
 		return err
+	}
+	if l.kube != nil {
+		// Always: kubectl may have changed the API since the last update.
+		changed, err := l.kubeUpdate(ctx, placed, d, scope)
+		if err != nil {
+			return err
+		}
+		// The record of what the API server now holds (the agents read
+		// the API, not this file).
+		if err := writeFileAtomic(l.st.Manifests, b); err != nil {
+			return fmt.Errorf("lab: manifests: %w", err)
+		}
+		l.objs, l.written = placed, b
+		// The start of the last write that changed the API: any batch that
+		// ends later and passes the quiet period has seen it.
+		if !changed.IsZero() {
+			l.updated = changed
+		}
+		return nil
 	}
 	if d.empty() && bytes.Equal(b, l.written) {
 		l.objs = placed

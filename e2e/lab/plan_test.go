@@ -129,6 +129,8 @@ func TestNames(t *testing.T) {
 	re := leftoverRE("tabby-lab")
 	for name, want := range map[string]bool{
 		"tabby-lab-underlay":  true,
+		"tabby-lab-cp":        true,
+		"tabby-lab-cp2":       false,
 		"tabby-lab-node-1":    true,
 		"tabby-lab-node-12":   true,
 		"tabby-lab-pod-x-a":   true,
@@ -145,7 +147,8 @@ func TestNames(t *testing.T) {
 			t.Errorf("leftover pattern on %q: got %v, want %v", name, !want, want)
 		}
 	}
-	if nodeAddr(underlayV4, 2) != netip.MustParseAddr("192.168.254.12") || bridgeAddr(underlayV6) != netip.MustParseAddr("fd74:6162:6279::1") {
+	if nodeAddr(underlayV4, 2) != netip.MustParseAddr("192.168.254.12") || bridgeAddr(underlayV6) != netip.MustParseAddr("fd74:6162:6279::1") ||
+		cpAddr() != netip.MustParseAddr("192.168.254.2") {
 		t.Error("underlay numbering changed: update the package documentation's diagram")
 	}
 }

@@ -176,7 +176,7 @@ func stopProcesses(procs []Proc, grace time.Duration) []error {
 }
 
 // labCommands are the executable names of the processes a lab starts.
-var labCommands = []string{"tabby", "tabbyctl"}
+var labCommands = []string{"tabby", "tabbyctl", "etcd", "kube-apiserver"}
 
 // strayProcesses finds lab processes (by executable name) that live inside
 // one of the namespaces but are not in known: what a lab that crashed

@@ -49,6 +49,10 @@ type State struct {
 	Tabby     string   `json:"tabby,omitempty"`
 	Tabbyctl  string   `json:"tabbyctl,omitempty"`
 	AgentArgs []string `json:"agentArgs,omitempty"`
+	// Kubernetes is set in Kubernetes mode: the control plane and the
+	// forwarder. Manifests is then the lab's record of what it created
+	// through the API (the agents read the API).
+	Kubernetes *KubeState `json:"kubernetes,omitempty"`
 }
 
 // UnderlayState is the namespace holding the bridge between the nodes.
@@ -65,6 +69,9 @@ type NodeState struct {
 	PodCIDR     netip.Prefix `json:"podCIDR"`
 	// HealthAddr is the agent's /readyz and /status, inside Netns.
 	HealthAddr string `json:"healthAddr"`
+	// Kubeconfig is the agent's, in Kubernetes mode: deploy's service
+	// account identity, the API server's underlay URL.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
 	Agent      *Proc  `json:"agent,omitempty"`
 }
 
@@ -250,6 +257,15 @@ func down(stateDir, name string) error {
 			procs = append(procs, *n.Agent)
 		}
 	}
+	if ks := st.Kubernetes; ks != nil && ks.Forwarder != nil {
+		procs = append(procs, *ks.Forwarder)
+	}
+	// The control plane's processes are stopped through its own record,
+	// and any its record lacks (a crash between start and record) are
+	// found as strays in its namespace.
+	if st.Kubernetes != nil {
+		errs = append(errs, stopKube(st.Kubernetes)...)
+	}
 	procs = append(procs, strayProcesses(namespaces, procs)...)
 	errs = append(errs, stopProcesses(procs, 5*time.Second)...)
 	// Pods first, the underlay last: the reverse of creation.
@@ -292,8 +308,10 @@ func leftoverRank(name, ns string) int {
 	switch {
 	case ns == underlayNetnsName(name):
 		return 0
-	case len(ns) > len(name)+5 && ns[len(name):len(name)+6] == "-node-":
+	case ns == cpNetnsName(name):
 		return 1
+	case len(ns) > len(name)+5 && ns[len(name):len(name)+6] == "-node-":
+		return 2
 	}
-	return 2
+	return 3
 }

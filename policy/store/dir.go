@@ -109,11 +109,9 @@ func (d *Dir) Run(ctx context.Context, h Handler) error {
 			if d.handleEvents(st, w, evs, h) {
 				d.rescan(st, w, h)
 			}
-			delivered(h)
 		case <-timer.C():
 			observe(h, d.opts.Clock)
 			d.rescan(st, w, h)
-			delivered(h)
 			timer.Reset(d.opts.RescanInterval)
 		}
 	}
@@ -123,14 +121,6 @@ func (d *Dir) Run(ctx context.Context, h Handler) error {
 func observe(h Handler, clk Clock) {
 	if o, ok := h.(Observer); ok {
 		o.Observed(clk.Now())
-	}
-}
-
-// delivered tells an Observer handler that everything noticed so far has
-// been delivered.
-func delivered(h Handler) {
-	if o, ok := h.(Observer); ok {
-		o.Delivered()
 	}
 }
 

@@ -416,18 +416,16 @@ func TestRelevant(t *testing.T) {
 }
 
 // observingHandler is a Recorder that also implements store.Observer,
-// recording Observed and Delivered as Problems calls with marker sources, so
-// they appear in the same sequence as the changes.
+// recording Observed as a Problems call with a marker source, so that it
+// appears in the same sequence as the changes.
 type observingHandler struct{ *storetest.Recorder }
 
 func (o observingHandler) Observed(time.Time) { o.Problems("observed-marker", nil) }
-func (o observingHandler) Delivered()         { o.Problems("delivered-marker", nil) }
 
 // TestObservedPrecedesTheChanges checks that the directory datastore tells
 // an Observer handler that it noticed something before delivering the
-// changes an inotify event leads to (the agent measures change-to-enforced
-// latency from it), and that it has delivered them all afterwards (the agent
-// then runs its batch without waiting out the debounce).
+// changes an inotify event leads to: the agent measures change-to-enforced
+// latency from it.
 func TestObservedPrecedesTheChanges(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), np("a", 80))
@@ -444,13 +442,13 @@ func TestObservedPrecedesTheChanges(t *testing.T) {
 	rec.Take()
 	write(t, filepath.Join(dir, "a.yaml"), np("a", 81))
 	must(t, rec.WaitFor(wctx, func(cs []storetest.Call) bool {
-		return len(cs) > 0 && cs[len(cs)-1].Source == "delivered-marker" && upserted(cs)["a"] == 81
+		return upserted(cs)["a"] == 81
 	}))
 	var ops []string
 	for _, c := range rec.Take() {
 		ops = append(ops, c.Op+c.Source)
 	}
-	if want := []string{"problemsobserved-marker", "upsert", "problemsdelivered-marker"}; !slices.Equal(ops, want) {
+	if want := []string{"problemsobserved-marker", "upsert"}; !slices.Equal(ops, want) {
 		t.Fatalf("calls %v, want %v", ops, want)
 	}
 }

@@ -45,9 +45,8 @@
 //     every object; when it is back, a rescan picks up whatever it holds.
 //
 // A Handler that implements Observer is told when each inotify event batch
-// (or rescan) was received, before the changes it leads to, and that they
-// have all been delivered, after: the agent measures change-to-enforced
-// latency from the first and ends its debounce at the second.
+// (or rescan) was received, before the changes it leads to: the agent
+// measures change-to-enforced latency from it.
 //
 // Clock is injectable (tests drive the rescan timer); storetest holds a fake
 // clock and a recording Handler.

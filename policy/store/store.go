@@ -24,19 +24,15 @@ type Handler interface {
 	Problems(source string, errs []error)
 }
 
-// Observer is optionally implemented by a Handler that wants to know when
-// changes were noticed and when the datastore has delivered all it noticed.
-// The directory datastore calls Observed with the time it received an inotify
-// event (or started a rescan), then makes the Upsert/Delete calls that leads
-// to, if any, then calls Delivered. The agent reports change-to-enforced
-// latency from Observed, and runs its batch as soon as Delivered comes
-// instead of waiting out its debounce: the datastore has told it that the
-// burst is over. A datastore without such a natural end of a burst (a watch
-// stream) does not call them; the handler then stamps Upsert/Delete itself
-// and debounces.
+// Observer is optionally implemented by a Handler that wants to know when a
+// change was first noticed, before the datastore has read and decoded it: the
+// directory datastore calls Observed with the time it received an inotify
+// event (or started a rescan), then makes the Upsert/Delete calls that event
+// leads to, if any. The agent reports change-to-enforced latency from it. A
+// datastore that does not call it (the Kubernetes one: a watch event is
+// delivered as it is decoded) lets the handler stamp Upsert/Delete itself.
 type Observer interface {
 	Observed(t time.Time)
-	Delivered()
 }
 
 // Datastore is a source of policy objects.

@@ -220,7 +220,6 @@ type recorder struct {
 	// (store.Observer); first is when the earliest change now pending was
 	// seen: observed if the datastore reported it, else the Upsert/Delete.
 	observed, first time.Time
-	delivered       bool // store.Observer's Delivered since the loop last looked
 }
 
 func newRecorder(log *slog.Logger, clk store.Clock) *recorder {
@@ -241,24 +240,6 @@ func (r *recorder) Observed(t time.Time) {
 	r.mu.Lock()
 	r.observed = t
 	r.mu.Unlock()
-}
-
-// Delivered implements store.Observer: the datastore has delivered every
-// change it noticed, so the batch need not wait out the debounce.
-func (r *recorder) Delivered() {
-	r.mu.Lock()
-	r.delivered = true
-	r.mu.Unlock()
-	r.wake()
-}
-
-// takeDelivered reports (once) that Delivered was called since the last call.
-func (r *recorder) takeDelivered() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d := r.delivered
-	r.delivered = false
-	return d
 }
 
 // Upsert implements store.Handler.
@@ -309,10 +290,10 @@ func (r *recorder) Problems(source string, errs []error) {
 	}
 	r.mu.Unlock()
 	if len(errs) == 0 {
-		r.log.Info("manifest problems resolved", "file", source)
+		r.log.Info("datastore problems resolved", "source", source)
 	}
 	for _, err := range errs {
-		r.log.Warn("manifest problem; the file's previous objects stay", problemAttrs(err)...)
+		r.log.Warn("datastore problem; the objects last read from this source stay", problemAttrs(err)...)
 	}
 }
 
@@ -354,7 +335,10 @@ func problemAttrs(err error) []any {
 	if !errors.As(err, &fe) {
 		return []any{"error", err.Error()}
 	}
-	attrs := []any{"file", fe.Source.File, "document", fe.Source.Doc}
+	attrs := []any{"source", fe.Source.File}
+	if fe.Source.Doc > 0 {
+		attrs = append(attrs, "document", fe.Source.Doc) // a manifest file
+	}
 	if fe.Object.Name != "" {
 		attrs = append(attrs, "object", fe.Object.String())
 	}

@@ -632,29 +632,3 @@ func TestLastChangeSeen(t *testing.T) {
 		t.Fatalf("after the retry lastChangeSeen %v, want %v (the failed batch's change)", st.LastChangeSeen, upserted)
 	}
 }
-
-// TestDeliveredEndsTheDebounce checks that a datastore's Delivered (the
-// burst it noticed is complete) runs the batch at once, while changes
-// without it still wait for the debounce.
-func TestDeliveredEndsTheDebounce(t *testing.T) {
-	app := newFakeApplier()
-	l := startLoop(t, app, app, nil)
-	upsertAll(l.h, decode(t, "pods.yaml", basePods))
-	l.h.Synced()
-	l.advance(t, DefaultDebounce)
-	app.waitSyncs(t, 1)
-
-	obs := l.h.(store.Observer)
-	obs.Observed(l.clock.Now())
-	l.h.Upsert(decode(t, "a.yaml", netpol("p1", "web", 80))[0])
-	time.Sleep(20 * time.Millisecond)
-	if n := app.syncs(); n != 1 {
-		t.Fatalf("%d syncs before Delivered and the debounce, want 1", n)
-	}
-	start := l.clock.Now()
-	obs.Delivered()
-	app.waitSyncs(t, 2) // the fake clock does not move
-	if st := l.a.Status(); !st.LastSync.Equal(start) {
-		t.Fatalf("synced at %v, want %v (no debounce after Delivered)", st.LastSync, start)
-	}
-}

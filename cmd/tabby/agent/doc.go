@@ -6,7 +6,7 @@
 // # Pipeline
 //
 //	store.Datastore (Dir: inotify + rescan;        InterfaceFinder.Watch
-//	later: Kubernetes informers)                  (netlink route/link updates)
+//	kubestore: informers)                         (netlink route/link updates)
 //	     │ Upsert / Delete / Synced / Problems          │ interfaces may have moved
 //	     ▼                                               ▼
 //	recorder ── only records: pending[Ref] = object or delete, marks, kick ──┐
@@ -16,9 +16,7 @@
 //	     ▼                                                                   ▼
 //	loop goroutine (the only one that computes) ◄──────────────── kick (chan, coalesced)
 //	  debounce: a batch runs Debounce after the last kick, at most MaxDelay
-//	  after the first, or at once when the datastore says it has delivered
-//	  all it noticed (store.Observer.Delivered: the directory datastore
-//	  after each inotify read); nothing runs before the datastore's Synced
+//	  after the first; nothing runs before the datastore's Synced
 //	     │ batch = every change recorded so far
 //	     ▼
 //	normalizer: policy.Normalize of the changed objects (plus dependents of

@@ -57,11 +57,7 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-a.rec.kick:
 			gen := a.rec.gen.Load()
 			now := clk.Now()
-			due := a.deb.kick(now)
-			if a.rec.takeDelivered() {
-				due = now // the datastore's burst is complete: no need to wait for more
-			}
-			batchT.Reset(due.Sub(now))
+			batchT.Reset(a.deb.kick(now).Sub(now))
 			a.seen.Store(gen)
 		case <-batchT.C():
 			a.deb.fire()

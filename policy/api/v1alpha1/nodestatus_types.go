@@ -41,14 +41,23 @@ type TabbyNodeStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	AgentVersion string `json:"agentVersion,omitempty"`
+	// LastHeartbeatTime is when the agent last wrote this status. It writes
+	// at least once a minute, so an older time means the agent is not
+	// running or cannot reach the API server (its node keeps enforcing what
+	// it last programmed).
+	// +optional
+	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
 	// LastSync is when the agent last programmed the kernel successfully.
+	// Refreshed with other changes of this status or at the next heartbeat,
+	// so it may be up to a minute old on a node whose only change is churn.
 	// +optional
 	LastSync *metav1.Time `json:"lastSync,omitempty"`
 	// LastSyncDuration is how long that sync took (a Go duration, e.g. 1.2ms).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	LastSyncDuration string `json:"lastSyncDuration,omitempty"`
-	// Syncs counts the agent's kernel transactions since it started.
+	// Syncs counts the agent's kernel transactions since it started (as
+	// LastSync, refreshed with other changes or at the next heartbeat).
 	// +optional
 	Syncs int64 `json:"syncs,omitempty"`
 	// LastSyncError is the error of the last sync when it failed.

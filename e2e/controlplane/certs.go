@@ -1,4 +1,4 @@
-package kubetest
+package controlplane
 
 import (
 	"crypto"
@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -17,13 +18,13 @@ import (
 	"time"
 )
 
-// pki is the key material of one cluster, generated fresh for every Start so
-// no test ever depends on (or leaks) long-lived credentials. ECDSA P-256 keeps
-// generation in the low milliseconds; kube-apiserver accepts it for serving,
-// client and service-account (ES256) keys alike.
+// pki is the key material of one control plane, generated fresh by every
+// Launch so nothing ever depends on (or leaks) long-lived credentials. ECDSA
+// P-256 keeps generation in the low milliseconds; kube-apiserver accepts it
+// for serving, client and service-account (ES256) keys alike.
 type pki struct {
 	caCert *x509.Certificate
-	caKey  crypto.Signer
+	caKey  *ecdsa.PrivateKey
 	caPEM  []byte
 }
 
@@ -33,9 +34,18 @@ type keyPair struct {
 	KeyPEM  []byte
 }
 
-// certValidity bounds every certificate: long enough for any test run, short
-// enough that a leaked one is worthless.
+// certValidity bounds every certificate: long enough for any test run or a
+// day of lab work, short enough that a leaked one is worthless.
 const certValidity = 24 * time.Hour
+
+// Files under Options.Dir that hold the PKI. The CA key is kept (owner-only)
+// so that another process (Open) can mint client certificates too.
+const (
+	caCertFile    = "ca.crt"
+	caKeyFile     = "ca.key"
+	adminCertFile = "admin.crt"
+	adminKeyFile  = "admin.key"
+)
 
 func newPKI() (*pki, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -64,6 +74,32 @@ func newPKI() (*pki, error) {
 	}, nil
 }
 
+// loadPKI reads the CA written by writePKI.
+func loadPKI(dir string) (*pki, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, caKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("read CA key: %w", err)
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, errors.New("CA files hold no PEM block")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA: %w", err)
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA key: %w", err)
+	}
+	return &pki{caCert: cert, caKey: key, caPEM: certPEM}, nil
+}
+
 func certTemplate(cn string, orgs ...string) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -86,23 +122,32 @@ func (p *pki) issue(tmpl *x509.Certificate) (keyPair, error) {
 		return keyPair{}, fmt.Errorf("generate key for %s: %w", tmpl.Subject.CommonName, err)
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, key.Public(), p.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, key.Public(), crypto.Signer(p.caKey))
 	if err != nil {
 		return keyPair{}, fmt.Errorf("sign %s: %w", tmpl.Subject.CommonName, err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	keyPEM, err := ecKeyPEM(key)
 	if err != nil {
-		return keyPair{}, fmt.Errorf("marshal key for %s: %w", tmpl.Subject.CommonName, err)
+		return keyPair{}, fmt.Errorf("key for %s: %w", tmpl.Subject.CommonName, err)
 	}
 	return keyPair{
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		KeyPEM:  keyPEM,
 	}, nil
 }
 
+func ecKeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
 // serving issues the apiserver's serving certificate, valid for every name a
-// client in or out of the (imaginary) cluster would use.
-func (p *pki) serving(serviceIP net.IP) (keyPair, error) {
+// client in or out of the (imaginary) cluster would use, plus extra IPs (the
+// address it is bound to when that is not loopback).
+func (p *pki) serving(extra ...net.IP) (keyPair, error) {
 	tmpl, err := certTemplate("kube-apiserver")
 	if err != nil {
 		return keyPair{}, err
@@ -111,8 +156,10 @@ func (p *pki) serving(serviceIP net.IP) (keyPair, error) {
 	tmpl.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default",
 		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
 	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	if serviceIP != nil {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, serviceIP)
+	for _, ip := range extra {
+		if ip != nil && !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		}
 	}
 	return p.issue(tmpl)
 }
@@ -135,7 +182,7 @@ func serviceAccountKey() (priv, pub []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate service-account key: %w", err)
 	}
-	privDER, err := x509.MarshalECPrivateKey(key)
+	privPEM, err := ecKeyPEM(key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("marshal service-account key: %w", err)
 	}
@@ -143,8 +190,7 @@ func serviceAccountKey() (priv, pub []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("marshal service-account public key: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: privDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), nil
+	return privPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), nil
 }
 
 // writeFiles writes name → content under dir with owner-only permissions
