@@ -454,16 +454,32 @@ func (c *ControlPlane) StartAPIServer() error {
 	if c.apiserver != nil && !c.apiserver.exited() {
 		return errors.New("controlplane: kube-apiserver is already running")
 	}
-	// mu is held: the record goes straight into the slot.
-	_, err := c.runAPIServer(context.Background(), c.st.APIServerCommand, c.Client, func(p *proc) error {
-		c.apiserver = p
-		return c.save()
-	})
-	if err != nil {
-		return fmt.Errorf("controlplane: %w", err)
+	// The port is fixed (clients and kubeconfigs know it). The kernel can
+	// still hold it for a moment after the old process was killed (seen on
+	// loaded machines when another process stopped it), so a bind failure
+	// is retried for a while; any other failure is final.
+	deadline := time.Now().Add(restartBindWait)
+	for {
+		// mu is held: the record goes straight into the slot.
+		_, err := c.runAPIServer(context.Background(), c.st.APIServerCommand, c.Client, func(p *proc) error {
+			c.apiserver = p
+			return c.save()
+		})
+		var ee *ExitError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &ee) && ee.addrInUse() && time.Now().Before(deadline):
+			time.Sleep(250 * time.Millisecond)
+		default:
+			return fmt.Errorf("controlplane: %w", err)
+		}
 	}
-	return nil
 }
+
+// restartBindWait bounds StartAPIServer's retries while its port is still
+// held by the process it replaces.
+const restartBindWait = 15 * time.Second
 
 // APIServerRunning reports whether kube-apiserver has been started and not
 // stopped (it does not probe health).
