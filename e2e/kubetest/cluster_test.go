@@ -3,11 +3,7 @@ package kubetest
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,57 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-func TestFindBinaries(t *testing.T) {
-	dir := t.TempDir()
-	_, err := FindBinaries(dir)
-	var me *MissingBinariesError
-	if !errors.As(err, &me) {
-		t.Fatalf("FindBinaries(empty dir) = %v, want *MissingBinariesError", err)
-	}
-	if want := []string{"kube-apiserver", "etcd", "kubectl"}; !slices.Equal(me.Missing, want) {
-		t.Errorf("Missing = %v, want %v", me.Missing, want)
-	}
-	if !strings.Contains(err.Error(), "make kube-tools") {
-		t.Errorf("error %q does not tell how to get the binaries", err)
-	}
-
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Present but not executable counts as missing: exec would fail later
-	// with a far less helpful message.
-	if err := os.WriteFile(filepath.Join(dir, "kubectl"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = FindBinaries(dir)
-	if !errors.As(err, &me) || !slices.Equal(me.Missing, []string{"kubectl"}) {
-		t.Fatalf("FindBinaries(no executable kubectl) = %v, want kubectl missing", err)
-	}
-	if err := os.Chmod(filepath.Join(dir, "kubectl"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b, err := FindBinaries(dir)
-	if err != nil {
-		t.Fatalf("FindBinaries(complete dir): %v", err)
-	}
-	if b.APIServer != filepath.Join(dir, "kube-apiserver") || b.Kubectl != filepath.Join(dir, "kubectl") {
-		t.Errorf("paths = %+v", b)
-	}
-}
-
-func TestBinDir(t *testing.T) {
-	t.Setenv("TABBY_KUBE_BIN", "")
-	t.Setenv("TABBY_CACHE", "/cache")
-	if got, want := BinDir(), "/cache/kube/"+KubeVersion+"/bin"; got != want {
-		t.Errorf("BinDir with TABBY_CACHE = %q, want %q", got, want)
-	}
-	t.Setenv("TABBY_KUBE_BIN", "/opt/kube")
-	if got := BinDir(); got != "/opt/kube" {
-		t.Errorf("BinDir with TABBY_KUBE_BIN = %q, want /opt/kube", got)
-	}
-}
+// FindBinaries and BinDir forward to e2e/controlplane, whose tests cover them.
 
 // TestCluster drives one real cluster through the operations Tabby's
 // Kubernetes mode depends on. The subtests share the cluster and run in order.

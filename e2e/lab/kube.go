@@ -191,56 +191,16 @@ func (l *Lab) buildControlPlane(ctx context.Context) error {
 // answers the nodes on the underlay's subnet).
 func (l *Lab) buildCPNetns() error {
 	ks := l.st.Kubernetes
-	ns, err := l.newNetns(ks.Netns)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	uns, err := networking.OpenNetns(netnsPath(l.st.Underlay.Netns))
-	if err != nil {
-		return fmt.Errorf("lab: %w", err)
-	}
-	defer uns.Close()
-	uh, err := uns.Handle()
-	if err != nil {
-		return err
-	}
-	defer uh.Close()
-	h, err := ns.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	fail := func(err error) error { return fmt.Errorf("lab: control-plane namespace: %w", err) }
-	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: cpPort, TxQLen: -1},
-		PeerName: nodeUplink, PeerNamespace: netlink.NsFd(ns.Fd()), PeerTxQLen: -1}
-	if err := uh.LinkAdd(port); err != nil {
-		return fail(fmt.Errorf("underlay veth: %w", err))
-	}
-	br, err := uh.LinkByName(bridgeName)
-	if err != nil {
-		return fail(err)
-	}
-	if err := uh.LinkSetMaster(port, br); err != nil {
-		return fail(fmt.Errorf("attach %s to %s: %w", port.Name, bridgeName, err))
-	}
-	if err := uh.LinkSetUp(port); err != nil {
-		return fail(err)
-	}
-	if err := linkUp(h, "lo"); err != nil {
-		return err
-	}
-	up, err := h.LinkByName(nodeUplink)
-	if err != nil {
-		return fail(err)
-	}
-	if err := h.LinkSetUp(up); err != nil {
-		return fail(err)
-	}
-	if err := addAddr(h, up, ks.IP, underlayV4.Bits()); err != nil {
-		return fail(err)
-	}
-	return nil
+	return l.joinUnderlay(ks.Netns, cpPort, "control-plane namespace", false,
+		func(_ *networking.Netns, h *netlink.Handle, up netlink.Link, fail func(error) error) error {
+			if err := h.LinkSetUp(up); err != nil {
+				return fail(err)
+			}
+			if err := addAddr(h, up, ks.IP, underlayV4.Bits()); err != nil {
+				return fail(err)
+			}
+			return nil
+		})
 }
 
 // ForwardReady prefixes the line `lab forward` writes on its readiness pipe,

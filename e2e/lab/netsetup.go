@@ -130,10 +130,14 @@ func linkUp(h *netlink.Handle, name string) error {
 	return nil
 }
 
-// buildNode creates node i's namespace and joins it to the underlay.
-func (l *Lab) buildNode(ctx context.Context, i int) error {
-	nd := &l.st.Nodes[i-1]
-	ns, err := l.newNetns(nd.Netns)
+// joinUnderlay creates namespace name and joins it to the underlay bridge:
+// a veth created in the underlay (portName, attached to the bridge, up) with
+// its peer nodeUplink placed directly in the new namespace, so nothing ever
+// appears in the root namespace; then lo up. setup configures the namespace
+// side (its uplink is not up yet); errors are wrapped with what.
+func (l *Lab) joinUnderlay(name, portName, what string, v6 bool,
+	setup func(ns *networking.Netns, h *netlink.Handle, up netlink.Link, fail func(error) error) error) error {
+	ns, err := l.newNetns(name)
 	if err != nil {
 		return err
 	}
@@ -153,11 +157,9 @@ func (l *Lab) buildNode(ctx context.Context, i int) error {
 		return err
 	}
 	defer h.Close()
-	fail := func(err error) error { return fmt.Errorf("lab: %s: %w", nd.Name, err) }
+	fail := func(err error) error { return fmt.Errorf("lab: %s: %w", what, err) }
 
-	// The veth is created in the underlay with its peer placed directly in
-	// the node: nothing ever appears in the root namespace.
-	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: underlayPort(i), TxQLen: -1},
+	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: portName, TxQLen: -1},
 		PeerName: nodeUplink, PeerNamespace: netlink.NsFd(ns.Fd()), PeerTxQLen: -1}
 	if err := uh.LinkAdd(port); err != nil {
 		return fail(fmt.Errorf("underlay veth: %w", err))
@@ -169,13 +171,32 @@ func (l *Lab) buildNode(ctx context.Context, i int) error {
 	if err := uh.LinkSetMaster(port, br); err != nil {
 		return fail(fmt.Errorf("attach %s to %s: %w", port.Name, bridgeName, err))
 	}
-	if err := prepareLink(uns, uh, port, l.plan.v6); err != nil {
+	if err := prepareLink(uns, uh, port, v6); err != nil {
 		return fail(err)
 	}
-
 	if err := linkUp(h, "lo"); err != nil {
 		return err
 	}
+	up, err := h.LinkByName(nodeUplink)
+	if err != nil {
+		return fail(err)
+	}
+	return setup(ns, h, up, fail)
+}
+
+// buildNode creates node i's namespace and joins it to the underlay.
+func (l *Lab) buildNode(ctx context.Context, i int) error {
+	nd := &l.st.Nodes[i-1]
+	return l.joinUnderlay(nd.Netns, underlayPort(i), nd.Name, l.plan.v6,
+		func(ns *networking.Netns, h *netlink.Handle, up netlink.Link, fail func(error) error) error {
+			return l.setupNode(ctx, nd, ns, h, up, fail)
+		})
+}
+
+// setupNode configures a node's side of the underlay: forwarding, the
+// uplink's addresses and default routes.
+func (l *Lab) setupNode(ctx context.Context, nd *NodeState, ns *networking.Netns, h *netlink.Handle,
+	up netlink.Link, fail func(error) error) error {
 	sysctls := [][2]string{{"net.ipv4.ip_forward", "1"}}
 	if l.plan.v6 {
 		sysctls = append(sysctls, [2]string{"net.ipv6.conf.all.forwarding", "1"})
@@ -184,10 +205,6 @@ func (l *Lab) buildNode(ctx context.Context, i int) error {
 		if err := ns.SetSysctl(s[0], s[1]); err != nil {
 			return fail(err)
 		}
-	}
-	up, err := h.LinkByName(nodeUplink)
-	if err != nil {
-		return fail(err)
 	}
 	if err := prepareLink(ns, h, up, l.plan.v6); err != nil {
 		return fail(err)
